@@ -1,0 +1,59 @@
+# frontierkit: `make demo` runs the tour on embedded data; `make test` runs the test suite.
+# Both create .venv if absent, install only what is missing (stamp files), and pin torch to the
+# CPU wheel via constraints/cpu.txt so a machine without a GPU never pulls a CUDA build.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install -q --disable-pip-version-check -c constraints/cpu.txt
+CACHE := $(CURDIR)/.cache
+
+# keep every cache inside the repo's ignored .cache/ folder
+export FRONTIERKIT_CACHE := $(CACHE)/frontierkit
+export HF_HOME := $(CACHE)/hf
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export MPLCONFIGDIR := $(CACHE)/matplotlib
+export MPLBACKEND := Agg
+export TORCHINDUCTOR_CACHE_DIR := $(CACHE)/inductor
+export TORCH_EXTENSIONS_DIR := $(CACHE)/torch_extensions
+export TRITON_CACHE_DIR := $(CACHE)/triton
+export WANDB_MODE := offline
+export WANDB_DIR := $(CACHE)/wandb
+export WANDB_CACHE_DIR := $(CACHE)/wandb
+export WANDB_CONFIG_DIR := $(CACHE)/wandb
+export WANDB_SILENT := true
+export DS_ACCELERATOR := cpu
+export XDG_CACHE_HOME := $(CACHE)/xdg
+export MUJOCO_GL := egl
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo demo-quick test test-fast install install-dev clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.stamp-base: pyproject.toml constraints/cpu.txt | $(BIN)/python
+	$(PIP) torch==2.13.0 -e '.[track,rl]'
+	@touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml constraints/cpu.txt $(VENV)/.stamp-base
+	$(PIP) torch==2.13.0 -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.stamp-base
+install-dev: $(VENV)/.stamp-dev
+
+demo: $(VENV)/.stamp-base
+	$(BIN)/frontier tour --out runs/tour
+
+demo-quick: $(VENV)/.stamp-base
+	$(BIN)/frontier tour --quick --out runs/tour-quick
+
+test: $(VENV)/.stamp-dev
+	$(BIN)/python -m pytest
+
+test-fast: $(VENV)/.stamp-dev
+	$(BIN)/python -m pytest -m "not slow"
+
+clean:
+	rm -rf runs .cache .pytest_cache

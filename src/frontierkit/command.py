@@ -1,0 +1,60 @@
+"""Shared pieces of ``frontier`` subcommands: run arguments (--config, --out, --tracker, --quiet),
+config loading from TOML + dotted overrides, and the run folder/tracker a command writes to."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .config import ConfigError, help_text, load_config, parse_overrides, to_dict
+from .track import TRACKERS, MultiTracker, make_tracker
+
+T = TypeVar("T")
+
+
+def add_run_args(p: argparse.ArgumentParser, config_cls: type | None = None, name: str = "run") -> None:
+    """--config/--out/--tracker/--quiet; unknown ``--a.b VALUE`` pairs become config overrides."""
+    if config_cls is not None:
+        p.add_argument("--config", metavar="TOML", help="recipe file (see configs/); fields below override it")
+        p.epilog = help_text(config_cls)
+        p.formatter_class = argparse.RawDescriptionHelpFormatter
+        p.set_defaults(config_cls=config_cls, accepts_overrides=True)
+    p.add_argument("--out", metavar="DIR", help=f"run folder (default: runs/{name})")
+    p.add_argument("--tracker", default="mlflow", choices=TRACKERS,
+                   help="where metrics go besides metrics.jsonl (default mlflow, sqlite at runs/mlflow.db)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run_name=name)
+
+
+def build_config(args: argparse.Namespace, cls: type[T] | None = None, base: dict | None = None) -> T:
+    """The command's config: defaults <- ``base`` <- --config TOML <- dotted overrides."""
+    cls = cls or args.config_cls
+    return load_config(cls, getattr(args, "config", None), getattr(args, "overrides", []) or [], base=base)
+
+
+@dataclass
+class Run:
+    out: Path
+    tracker: MultiTracker
+    quiet: bool
+
+
+def start_run(args: argparse.Namespace, config: Any = None) -> Run:
+    """Create the run folder, write config.json, open the tracker."""
+    out = Path(args.out or f"runs/{args.run_name}")
+    out.mkdir(parents=True, exist_ok=True)
+    tracker = make_tracker(args.tracker, out)
+    if config is not None:
+        import json
+        (out / "run_config.json").write_text(json.dumps(to_dict(config), indent=2, sort_keys=True))
+    return Run(out=out, tracker=tracker, quiet=args.quiet)
+
+
+def split_overrides(args: argparse.Namespace, rest: list[str]) -> None:
+    """Attach leftover ``--a.b VALUE`` args as overrides, or fail if the command takes none."""
+    if rest and not getattr(args, "accepts_overrides", False):
+        raise ConfigError(f"unrecognised arguments: {' '.join(rest)}")
+    if rest:
+        parse_overrides(rest)  # validate syntax early
+    args.overrides = rest

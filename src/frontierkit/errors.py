@@ -1,0 +1,43 @@
+"""User-facing errors: each message says what was wrong, the value seen and what to do."""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from .config import ConfigError
+
+__all__ = ["FrontierError", "ConfigError", "CheckpointError", "DataError", "MissingExtraError",
+           "TrainingDiverged", "require_extra"]
+
+
+class FrontierError(Exception):
+    """Base for errors the CLI prints as one line instead of a traceback."""
+
+
+class CheckpointError(FrontierError):
+    """A checkpoint is missing, corrupt, unsafe (pickle payload) or does not fit the model."""
+
+
+class DataError(FrontierError):
+    """Input data is missing or malformed."""
+
+
+class MissingExtraError(FrontierError, ImportError):
+    """An optional dependency is not installed; names the extra to install."""
+
+
+class TrainingDiverged(FrontierError):
+    """The loss became NaN/inf; the last good checkpoint is left intact."""
+
+
+def require_extra(module: str, extra: str) -> ModuleType:
+    """Import ``module`` or fail naming ``pip install 'frontierkit[extra]'``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingExtraError(
+            f"{module} is needed here but is not installed ({e}); "
+            f"run: pip install 'frontierkit[{extra}]'") from None
+
+
+USER_ERRORS = (FrontierError, ConfigError)

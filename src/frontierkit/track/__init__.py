@@ -1,0 +1,160 @@
+"""Experiment tracking: a small ``Tracker`` protocol; jsonl always, MLflow (sqlite) by default, W&B.
+
+MLflow logs to ``sqlite:///<runs>/mlflow.db`` with no server; browse with
+``mlflow ui --backend-store-uri sqlite:///runs/mlflow.db``. W&B runs offline unless
+``WANDB_MODE`` says otherwise.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from ..errors import require_extra
+
+TrackerKind = Literal["mlflow", "wandb", "jsonl", "none"]
+TRACKERS = ("mlflow", "wandb", "jsonl", "none")
+
+
+class Tracker(Protocol):
+    def log_params(self, params: dict[str, Any]) -> None: ...
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+    def log_artifact(self, path: str | Path) -> None: ...
+    def close(self) -> None: ...
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 1}} -> {"train.lr": 1}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+class NullTracker:
+    def log_params(self, params: dict[str, Any]) -> None: pass
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None: pass
+    def log_artifact(self, path: str | Path) -> None: pass
+    def close(self) -> None: pass
+
+
+class JsonlTracker(NullTracker):
+    """Appends one JSON object per ``log_metrics`` call to ``<out>/metrics.jsonl``."""
+
+    def __init__(self, out: str | Path):
+        self.path = Path(out) / "metrics.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(self.path, "a")
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        (self.path.parent / "params.json").write_text(json.dumps(params, indent=2, default=str))
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        row = {"step": step, "time": round(time.time(), 3), **{k: float(v) for k, v in metrics.items()}}
+        self._f.write(json.dumps(row) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class MlflowTracker(NullTracker):
+    """MLflow with a sqlite backend under the runs folder (no server)."""
+
+    def __init__(self, out: str | Path, run_name: str, experiment: str = "frontierkit"):
+        mlflow = require_extra("mlflow", "track")
+        out = Path(out).resolve()
+        db = out.parent / "mlflow.db"
+        self.mlflow = mlflow
+        mlflow.set_tracking_uri(f"sqlite:///{db}")
+        if mlflow.get_experiment_by_name(experiment) is None:
+            mlflow.create_experiment(experiment, artifact_location=(out.parent / "mlartifacts").as_uri())
+        mlflow.set_experiment(experiment)
+        self.run = mlflow.start_run(run_name=run_name)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        flat = {k: str(v)[:500] for k, v in flatten(params).items()}
+        self.mlflow.log_params(flat)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        clean = {k.replace("/", "_"): float(v) for k, v in metrics.items() if math.isfinite(float(v))}
+        self.mlflow.log_metrics(clean, step=step)
+
+    def log_artifact(self, path: str | Path) -> None:
+        self.mlflow.log_artifact(str(path))
+
+    def close(self) -> None:
+        self.mlflow.end_run()
+
+
+class WandbTracker(NullTracker):
+    """Weights & Biases; offline mode by default (sync later with ``wandb sync``)."""
+
+    def __init__(self, out: str | Path, run_name: str, project: str = "frontierkit"):
+        os.environ.setdefault("WANDB_MODE", "offline")
+        os.environ.setdefault("WANDB_SILENT", "true")
+        wandb = require_extra("wandb", "track")
+        self.run = wandb.init(project=project, name=run_name, dir=str(out), reinit=True)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        self.run.config.update(flatten(params), allow_val_change=True)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self.run.log(dict(metrics), step=step)
+
+    def log_artifact(self, path: str | Path) -> None:
+        self.run.save(str(path), base_path=str(Path(path).parent))
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+class MultiTracker(NullTracker):
+    def __init__(self, trackers: list[Tracker]):
+        self.trackers = trackers
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        for t in self.trackers:
+            t.log_params(params)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        for t in self.trackers:
+            t.log_metrics(metrics, step)
+
+    def log_artifact(self, path: str | Path) -> None:
+        for t in self.trackers:
+            t.log_artifact(path)
+
+    def close(self) -> None:
+        for t in self.trackers:
+            t.close()
+
+
+def make_tracker(kind: str, out: str | Path, run_name: str | None = None) -> MultiTracker:
+    """jsonl (always, unless ``none``) plus the chosen backend."""
+    if kind not in TRACKERS:
+        from ..config import ConfigError
+        raise ConfigError(f"tracker={kind!r} is invalid: choose one of {', '.join(TRACKERS)}")
+    if kind == "none":
+        return MultiTracker([])
+    run_name = run_name or Path(out).name
+    trackers: list[Tracker] = [JsonlTracker(out)]
+    if kind == "mlflow":
+        trackers.append(MlflowTracker(out, run_name))
+    elif kind == "wandb":
+        trackers.append(WandbTracker(out, run_name))
+    return MultiTracker(trackers)
+
+
+def read_metrics(out: str | Path) -> list[dict[str, float]]:
+    """Rows of ``<out>/metrics.jsonl``."""
+    path = Path(out) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

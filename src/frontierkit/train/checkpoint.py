@@ -1,0 +1,164 @@
+"""Atomic, resumable checkpoints: ``config.json`` + ``model.safetensors`` (+ ``trainer.pt``).
+
+A checkpoint is a directory written under a temporary name and renamed into place, so a crash
+never leaves half a checkpoint. Training checkpoints live in ``<out>/checkpoints/step-NNNNNNN``
+with a ``latest`` pointer file replaced atomically; older ones are pruned after the pointer
+moves. Trainer state (optimizer, scheduler, RNG, data position) is loaded with
+``torch.load(weights_only=True)``: a file carrying a pickle payload is refused, never executed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import CheckpointError
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+TRAINER_FILE = "trainer.pt"
+
+
+def _contiguous_copies(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached CPU copies (safetensors refuses tensors that share storage, e.g. tied embeddings)."""
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+
+
+def save_checkpoint(path: str | Path, model_state: dict[str, torch.Tensor], config: dict[str, Any],
+                    trainer_state: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint directory atomically (temp dir in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+    try:
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
+        save_file(_contiguous_copies(model_state), str(tmp / MODEL_FILE))
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / TRAINER_FILE)
+        _fsync_dir(tmp)
+        if path.exists():
+            old = path.with_name(f".old-{path.name}-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _fsync_dir(path: Path) -> None:
+    for f in path.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def load_config_json(path: str | Path) -> dict[str, Any]:
+    """Read ``config.json`` of a checkpoint directory with a clear error when absent or corrupt."""
+    path = Path(path)
+    f = path / CONFIG_FILE
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a directory; pass the folder holding "
+                              f"{CONFIG_FILE} and {MODEL_FILE}")
+    if not f.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} has no {CONFIG_FILE}")
+    try:
+        data = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{f} is not valid JSON ({e}); the checkpoint is corrupt") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{f} must hold a JSON object, found {type(data).__name__}")
+    return data
+
+
+def load_model_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read ``model.safetensors`` (safetensors never executes code)."""
+    f = Path(path) / MODEL_FILE
+    if not f.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} has no {MODEL_FILE}")
+    try:
+        return load_file(str(f))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{f} is not a valid safetensors file ({e}); the checkpoint is corrupt") from None
+
+
+def load_into(model: torch.nn.Module, path: str | Path, strict: bool = True) -> None:
+    """Load a checkpoint's weights into ``model``, naming missing/unexpected/mis-shaped tensors."""
+    state = load_model_state(path)
+    own = model.state_dict()
+    wrong = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+             for k, v in state.items() if k in own and own[k].shape != v.shape]
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if wrong or (strict and (missing or unexpected)):
+        parts = []
+        if wrong:
+            parts.append("shape mismatch " + "; ".join(wrong[:5]))
+        if strict and missing:
+            parts.append(f"missing {missing[:5]}")
+        if strict and unexpected:
+            parts.append(f"unexpected {unexpected[:5]}")
+        raise CheckpointError(f"checkpoint {str(path)!r} does not fit this model: " + ", ".join(parts)
+                              + "; was it saved from a different config?")
+    model.load_state_dict(state, strict=strict)
+
+
+def load_trainer_state(path: str | Path) -> dict[str, Any]:
+    """Read ``trainer.pt`` with ``weights_only=True``: pickled code is refused, not run."""
+    f = Path(path) / TRAINER_FILE
+    if not f.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} has no {TRAINER_FILE}; it cannot resume training")
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError, RuntimeError, EOFError, zip errors...
+        raise CheckpointError(
+            f"refused to load {f}: it is not a plain tensor/state file ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200]}). frontierkit never unpickles code; the file is corrupt "
+            f"or unsafe") from None
+
+
+# ---- training checkpoint directory: <out>/checkpoints/step-NNNNNNN + latest pointer ----
+
+def checkpoint_dir(out: str | Path) -> Path:
+    return Path(out) / "checkpoints"
+
+
+def step_path(out: str | Path, step: int) -> Path:
+    return checkpoint_dir(out) / f"step-{step:07d}"
+
+
+def latest_checkpoint(out: str | Path) -> Path | None:
+    """The checkpoint the ``latest`` pointer names, or None when there is none yet."""
+    pointer = checkpoint_dir(out) / "latest"
+    if not pointer.is_file():
+        return None
+    target = checkpoint_dir(out) / pointer.read_text().strip()
+    if not target.is_dir():
+        raise CheckpointError(f"{pointer} names {target.name}, which does not exist; "
+                              f"delete the pointer to start afresh")
+    return target
+
+
+def commit_training_checkpoint(out: str | Path, step: int, model_state: dict[str, torch.Tensor],
+                               config: dict[str, Any], trainer_state: dict[str, Any],
+                               keep: int = 2) -> Path:
+    """Save step ``step``, move ``latest`` to it atomically, prune all but the newest ``keep``."""
+    path = save_checkpoint(step_path(out, step), model_state, config, trainer_state)
+    pointer = checkpoint_dir(out) / "latest"
+    tmp = pointer.with_name(f".latest-{os.getpid()}")
+    tmp.write_text(path.name)
+    os.replace(tmp, pointer)
+    steps = sorted(p for p in checkpoint_dir(out).glob("step-*") if p.is_dir())
+    for old in steps[:-keep] if keep > 0 else []:
+        if old != path:
+            shutil.rmtree(old, ignore_errors=True)
+    return path
