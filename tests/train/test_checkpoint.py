@@ -1,0 +1,131 @@
+"""Checkpoints: atomic writes, exact resume after SIGKILL, refusal of pickle payloads and corrupt files."""
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from frontierkit.errors import CheckpointError
+from frontierkit.train import checkpoint as ckpt
+
+
+def small():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+
+
+def test_save_is_atomic_when_the_write_fails(tmp_path, monkeypatch):
+    """A crash while writing leaves the previous checkpoint untouched and no temp folder behind."""
+    m = small()
+    path = ckpt.save_checkpoint(tmp_path / "c", m.state_dict(), {"v": 1})
+    import frontierkit.train.checkpoint as mod
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(mod, "save_file", boom)
+    with pytest.raises(OSError):
+        ckpt.save_checkpoint(tmp_path / "c", {k: v * 0 for k, v in m.state_dict().items()}, {"v": 2})
+    assert json.loads((path / "config.json").read_text()) == {"v": 1}
+    state = load_file(str(path / "model.safetensors"))
+    assert torch.equal(state["0.weight"], m.state_dict()["0.weight"])
+    assert [p.name for p in tmp_path.iterdir()] == ["c"]
+
+
+def test_tied_weights_are_saved(tmp_path):
+    emb = nn.Embedding(5, 3)
+    head = nn.Linear(3, 5, bias=False)
+    head.weight = emb.weight
+    model = nn.ModuleDict({"emb": emb, "head": head})
+    ckpt.save_checkpoint(tmp_path / "t", model.state_dict(), {})
+    fresh = nn.ModuleDict({"emb": nn.Embedding(5, 3), "head": nn.Linear(3, 5, bias=False)})
+    ckpt.load_into(fresh, tmp_path / "t")
+    assert torch.equal(fresh["emb"].weight, emb.weight)
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {MARKER}",))
+
+
+MARKER = Path("/tmp/frontierkit-pickle-executed")
+
+
+def test_pickle_payload_is_refused_without_executing(tmp_path):
+    MARKER.unlink(missing_ok=True)
+    path = ckpt.save_checkpoint(tmp_path / "c", small().state_dict(), {}, {"step": 1})
+    with open(path / "trainer.pt", "wb") as f:
+        pickle.dump({"step": Payload()}, f)
+    torch.save({"evil": Payload()}, tmp_path / "zip.pt")          # the zip format too
+    with pytest.raises(CheckpointError, match="never unpickles"):
+        ckpt.load_trainer_state(path)
+    os.replace(tmp_path / "zip.pt", path / "trainer.pt")
+    with pytest.raises(CheckpointError, match="refused"):
+        ckpt.load_trainer_state(path)
+    assert not MARKER.exists()
+
+
+def test_corrupt_and_mismatched_checkpoints_get_clear_errors(tmp_path):
+    path = ckpt.save_checkpoint(tmp_path / "c", small().state_dict(), {})
+    (path / "model.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="not a valid safetensors"):
+        ckpt.load_model_state(path)
+    (path / "config.json").write_text("{nope")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        ckpt.load_config_json(path)
+    with pytest.raises(CheckpointError, match="not a directory"):
+        ckpt.load_config_json(tmp_path / "missing")
+    ckpt.save_checkpoint(tmp_path / "d", small().state_dict(), {})
+    with pytest.raises(CheckpointError, match=r"shape mismatch .*0.weight: checkpoint \(4, 4\) vs model \(8, 4\)"):
+        ckpt.load_into(nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2)), tmp_path / "d")
+    with pytest.raises(CheckpointError, match="missing"):
+        ckpt.load_into(nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2), nn.Linear(2, 2)), tmp_path / "d")
+
+
+def test_training_checkpoints_rotate_and_point_to_latest(tmp_path):
+    m = small()
+    for step in (10, 20, 30):
+        ckpt.commit_training_checkpoint(tmp_path, step, m.state_dict(), {}, {"step": step}, keep=2)
+    assert ckpt.latest_checkpoint(tmp_path).name == "step-0000030"
+    assert sorted(p.name for p in ckpt.checkpoint_dir(tmp_path).glob("step-*")) == ["step-0000020", "step-0000030"]
+
+
+def _train_cmd(out):
+    return [sys.executable, "-m", "frontierkit.cli", "train", "digits", "--out", str(out), "--tracker", "none",
+            "--quiet", "--train.steps", "1500", "--train.ckpt_every", "25", "--train.log_every", "25",
+            "--model.hidden", "512", "--model.dropout", "0.2"]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_bit_identical(tmp_path):
+    """Kill a real training process mid-run (SIGKILL), resume it: final weights equal an uninterrupted run's bit for bit."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    ref = tmp_path / "ref"
+    subprocess.run(_train_cmd(ref), check=True, env=env, capture_output=True)
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pointer = run / "checkpoints" / "latest"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if pointer.exists() and int(pointer.read_text().split("-")[1]) >= 100:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = int(pointer.read_text().split("-")[1])
+    assert proc.returncode == -signal.SIGKILL and killed_at < 1500, "the run must be killed mid-training"
+    assert not (run / "model").exists()
+    resumed = subprocess.run(_train_cmd(run), check=True, env=env, capture_output=True, text=True)
+    assert "1500 steps" in resumed.stdout
+    a = load_file(str(ref / "model" / "model.safetensors"))
+    b = load_file(str(run / "model" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
