@@ -87,6 +87,7 @@ def _llama_config(hf: dict[str, Any], family: str) -> TransformerConfig:
     window = hf.get("sliding_window") if family == "mistral" else None
     if family == "qwen2" and hf.get("use_sliding_window"):
         raise _bad("Qwen2 with use_sliding_window=true (per-layer windows) is not supported")
+    rope = read_rope(hf)
     bias = bool(hf.get("attention_bias", False))
     heads = _get(hf, "num_attention_heads")
     return TransformerConfig(
@@ -94,7 +95,7 @@ def _llama_config(hf: dict[str, Any], family: str) -> TransformerConfig:
         n_heads=heads, n_kv_heads=_get(hf, "num_key_value_heads", heads), d_model=_get(hf, "hidden_size"),
         head_dim=hf.get("head_dim"), d_ff=_get(hf, "intermediate_size"),
         max_seq_len=_get(hf, "max_position_embeddings"), norm="rmsnorm", norm_eps=_get(hf, "rms_norm_eps", 1e-6),
-        mlp="swiglu", positions="rope", rope=read_rope(hf), qkv_bias=bias or family == "qwen2", out_bias=bias,
+        mlp="swiglu", positions="rope", rope=rope, qkv_bias=bias or family == "qwen2", out_bias=bias,
         mlp_bias=bool(hf.get("mlp_bias", False)), tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
         sliding_window=window)
 
