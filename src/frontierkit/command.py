@@ -3,6 +3,7 @@ config loading from TOML + dotted overrides, and the run folder/tracker a comman
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,7 +20,11 @@ def add_run_args(p: argparse.ArgumentParser, config_cls: type | None = None, nam
         p.add_argument("--config", metavar="TOML", help="recipe file (see configs/); fields below override it")
         p.epilog = help_text(config_cls)
         p.formatter_class = argparse.RawDescriptionHelpFormatter
+        p.add_argument("--print-config", action="store_true",
+                       help="print the resolved config as JSON and exit (validates it)")
         p.set_defaults(config_cls=config_cls, accepts_overrides=True)
+        if "train" in {f.name for f in dataclasses.fields(config_cls)}:
+            _add_strategy_args(p)
     p.add_argument("--out", metavar="DIR", help=f"run folder (default: runs/{name})")
     p.add_argument("--tracker", default="mlflow", choices=TRACKERS,
                    help="where metrics go besides metrics.jsonl (default mlflow, sqlite at runs/mlflow.db)")
@@ -27,10 +32,27 @@ def add_run_args(p: argparse.ArgumentParser, config_cls: type | None = None, nam
     p.set_defaults(run_name=name)
 
 
+def _add_strategy_args(p: argparse.ArgumentParser) -> None:
+    """``--strategy X`` / ``--deepspeed-config FILE``: aliases of ``--train.strategy`` / ``--train.deepspeed_config``."""
+    p.add_argument("--strategy", choices=("single", "ddp", "zero1", "zero2", "fsdp", "deepspeed"),
+                   help="distributed strategy (alias of --train.strategy; launch multi-rank runs with torchrun)")
+    p.add_argument("--deepspeed-config", metavar="JSON", help="DeepSpeed JSON (alias of --train.deepspeed_config)")
+
+
+def _alias_overrides(args: argparse.Namespace) -> list[str]:
+    out = []
+    if getattr(args, "strategy", None):
+        out += ["--train.strategy", args.strategy]
+    if getattr(args, "deepspeed_config", None):
+        out += ["--train.deepspeed_config", args.deepspeed_config]
+    return out
+
+
 def build_config(args: argparse.Namespace, cls: type[T] | None = None, base: dict | None = None) -> T:
-    """The command's config: defaults <- ``base`` <- --config TOML <- dotted overrides."""
+    """The command's config: defaults <- ``base`` <- --config TOML <- --strategy aliases <- dotted overrides."""
     cls = cls or args.config_cls
-    return load_config(cls, getattr(args, "config", None), getattr(args, "overrides", []) or [], base=base)
+    overrides = _alias_overrides(args) + list(getattr(args, "overrides", []) or [])
+    return load_config(cls, getattr(args, "config", None), overrides, base=base)
 
 
 @dataclass
@@ -49,6 +71,13 @@ def start_run(args: argparse.Namespace, config: Any = None) -> Run:
         import json
         (out / "run_config.json").write_text(json.dumps(to_dict(config), indent=2, sort_keys=True))
     return Run(out=out, tracker=tracker, quiet=args.quiet)
+
+
+def print_config(args: argparse.Namespace) -> int:
+    """``--print-config``: resolve and validate the config, print it, run nothing."""
+    import json
+    print(json.dumps(to_dict(build_config(args)), indent=2, sort_keys=True))
+    return 0
 
 
 def split_overrides(args: argparse.Namespace, rest: list[str]) -> None:

@@ -2,6 +2,11 @@
 mixed precision (bf16 autocast; fp16 with a dynamic loss scaler that skips overflowing steps),
 exact resume, NaN guard, hooks.
 
+Distribution is a seam, not a fork: ``train.strategy`` (single, ddp, zero1, zero2, fsdp, deepspeed)
+picks a :class:`frontierkit.train.strategy.Strategy` that wraps or shards the model, builds the
+optimizer, runs backward (``no_sync`` while accumulating), clips, steps, checkpoints and gives each
+rank its shard of the global micro-batch via ``data.batch(i, rank, world)``. Launch with torchrun.
+
 Hooks let other areas plug in without forking the loop:
 - ``batch_transform(model, batch, step) -> batch`` (adversarial training),
 - ``grad_transform(model, step)`` edits ``p.grad`` after unscaling, before clipping (DP-SGD),
@@ -21,12 +26,13 @@ import torch
 from torch import nn
 
 from ..config import require, to_dict
-from ..errors import TrainingDiverged
+from ..errors import ConfigError, TrainingDiverged
 from ..track import NullTracker, Tracker
 from . import checkpoint as ckpt
 from .schedules import lr_multiplier
 
 Precision = Literal["fp32", "bf16", "fp16"]
+StrategyName = Literal["single", "ddp", "zero1", "zero2", "fsdp", "deepspeed"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +75,12 @@ class TrainConfig:
     """write a resumable checkpoint every N steps (0: only at the end)"""
     keep_ckpts: int = 2
     """how many step checkpoints to keep"""
+    strategy: StrategyName = "single"
+    """single, ddp, zero1 (sharded optimizer state), zero2 (+ sharded gradients), fsdp (FSDP2 = ZeRO-3) or deepspeed; launch multi-rank runs with torchrun"""
+    deepspeed_config: str = ""
+    """strategy=deepspeed: path of the DeepSpeed JSON (e.g. configs/deepspeed/zero3_offload.json)"""
+    cpu_offload: bool = False
+    """strategy=fsdp: keep sharded parameters, gradients and optimizer state in CPU memory (FSDP2 CPUOffloadPolicy)"""
 
     def __post_init__(self) -> None:
         require(self.steps > 0, "train.steps", self.steps, "must be > 0")
@@ -88,6 +100,16 @@ class TrainConfig:
             require(getattr(self, name) >= 0, f"train.{name}", getattr(self, name), "must be >= 0")
         require(self.log_every > 0, "train.log_every", self.log_every, "must be > 0")
         require(self.keep_ckpts >= 1, "train.keep_ckpts", self.keep_ckpts, "must be >= 1")
+        require(self.strategy != "deepspeed" or bool(self.deepspeed_config), "train.deepspeed_config",
+                self.deepspeed_config, "strategy=deepspeed needs a DeepSpeed JSON file (--train.deepspeed_config FILE)")
+        require(not self.deepspeed_config or self.strategy == "deepspeed", "train.deepspeed_config",
+                self.deepspeed_config, f"is only used with strategy=deepspeed (strategy is {self.strategy!r})")
+        require(not self.cpu_offload or self.strategy == "fsdp", "train.cpu_offload", self.cpu_offload,
+                f"needs strategy=fsdp (strategy is {self.strategy!r}); for deepspeed set "
+                f"zero_optimization.offload_optimizer in its JSON")
+        require(self.precision != "fp16" or self.strategy in ("single", "ddp", "zero1"), "train.precision",
+                self.precision, f"fp16 loss scaling is not supported with strategy={self.strategy!r} (sharded "
+                f"gradients); use bf16, or for deepspeed the JSON's fp16 section with train.precision=fp32")
 
 
 LossOut = torch.Tensor | tuple[torch.Tensor, dict[str, float]]
@@ -146,8 +168,12 @@ def accumulate_gradients(model: nn.Module, loss_fn: Callable[[nn.Module, Any], L
                          batches: list[Any], *, precision: Precision = "fp32",
                          scaler: torch.amp.GradScaler | None = None, hooks: Hooks | None = None,
                          step: int = 0, no_sync: Callable[[], contextlib.AbstractContextManager] | None = None,
+                         backward: Callable[[torch.Tensor], None] | None = None,
                          ) -> tuple[float, dict[str, float]]:
-    """Forward/backward ``len(batches)`` micro-batches; grads = mean over them (loss / k each)."""
+    """Forward/backward ``len(batches)`` micro-batches; grads = mean over them (loss / k each).
+
+    ``backward(loss / k)`` defaults to ``.backward()``; strategies pass their own (DeepSpeed's engine).
+    """
     hooks = hooks or Hooks()
     device = next(model.parameters()).device
     k = len(batches)
@@ -167,7 +193,8 @@ def accumulate_gradients(model: nn.Module, loss_fn: Callable[[nn.Module, Any], L
                     f"Lower train.lr, enable train.grad_clip, or use bf16 instead of fp16; "
                     f"the last good checkpoint is intact")
             scaled = loss.float() / k
-            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            scaled = scaler.scale(scaled) if scaler is not None else scaled
+            scaled.backward() if backward is None else backward(scaled)
         total += loss.item() / k
         for name, v in metrics.items():
             extras[name] = extras.get(name, 0.0) + float(v) / k
@@ -195,18 +222,31 @@ class Trainer:
         self.run_config = run_config if run_config is not None else {"train": to_dict(cfg)}
         self.model_config = model_config or {}
         self.quiet, self.desc = quiet, progress_desc
-        self.device = next(model.parameters()).device
-        self.optimizer = make_optimizer(model, cfg)
-        self.scheduler = make_scheduler(self.optimizer, cfg)
-        self.scaler = torch.amp.GradScaler(self.device.type) if cfg.precision == "fp16" else None
+        from .strategy import make_strategy
+        self.strategy = make_strategy(cfg)
+        if self.hooks.grad_transform is not None and cfg.strategy == "deepspeed":
+            raise ConfigError("train.strategy='deepspeed' is invalid with a grad_transform hook (DP-SGD): "
+                              "DeepSpeed steps inside its engine; use ddp, zero1, zero2 or fsdp")
+        self.strategy.setup(model)
+        self.model = self.strategy.module           # the user's module (FSDP2 shards it in place)
+        self.train_model = self.strategy.train_model  # what the loss sees: DDP wrapper / DeepSpeed engine / model
+        if not self.strategy.is_main:
+            self.tracker, self.quiet = NullTracker(), True
+        self.device = self.strategy.device
+        self.optimizer = self.strategy.optimizer
+        self.scheduler = self.strategy.scheduler
+        self.scaler = self.strategy.grad_scaler()
         self.step = 0
         self.history: list[dict[str, float]] = []
+        self.memory: list[dict[str, Any]] = []
 
     # -- state ------------------------------------------------------------------------------
-    def trainer_state(self) -> dict[str, Any]:
-        state = {"step": self.step, "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "rng_cpu": torch.get_rng_state(),
-                 "history": [dict(h) for h in self.history]}
+    def trainer_state(self, include_optimizer: bool = True) -> dict[str, Any]:
+        state = {"step": self.step, "rng_cpu": torch.get_rng_state(), "history": [dict(h) for h in self.history]}
+        if include_optimizer:
+            state["optimizer"] = self.optimizer.state_dict()
+        if self.scheduler is not None:
+            state["scheduler"] = self.scheduler.state_dict()
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
         if torch.cuda.is_available():
@@ -215,8 +255,10 @@ class Trainer:
 
     def load_trainer_state(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if "scheduler" in state and self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng_cpu"])
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
@@ -228,51 +270,42 @@ class Trainer:
         return {"model": self.model_config, "run": self.run_config, "step": self.step}
 
     def save(self) -> Path:
-        return ckpt.commit_training_checkpoint(self.out, self.step, self.model.state_dict(),
-                                               self.checkpoint_config(), self.trainer_state(),
-                                               keep=self.cfg.keep_ckpts)
+        """A resumable checkpoint (sharded with torch.distributed.checkpoint under multi-rank strategies)."""
+        return self.strategy.save_checkpoint(self)
 
     def maybe_resume(self) -> int:
         """Resume from ``<out>/checkpoints/latest`` if present; returns the step resumed at."""
         path = ckpt.latest_checkpoint(self.out)
         if path is None:
             return 0
-        ckpt.load_into(self.model, path)
-        self.load_trainer_state(ckpt.load_trainer_state(path))
+        self.strategy.load_checkpoint(self, path)
         return self.step
 
     # -- loop -------------------------------------------------------------------------------
     def micro_batches(self, step: int) -> list[Any]:
-        k = self.cfg.grad_accum
-        return [self.data.batch(step * k + j) for j in range(k)]
+        """This rank's shard of the ``grad_accum`` global micro-batches of optimizer step ``step``."""
+        k, s = self.cfg.grad_accum, self.strategy
+        if not s.distributed:
+            return [self.data.batch(step * k + j) for j in range(k)]
+        return [self.data.batch(step * k + j, rank=s.rank, world=s.world) for j in range(k)]
 
     def train_step(self) -> dict[str, float]:
         """One optimizer step over ``grad_accum`` micro-batches; returns its metrics."""
-        self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
+        s = self.strategy
+        self.train_model.train()
+        s.zero_grad()
         batches = self.micro_batches(self.step)
-        loss, extras = accumulate_gradients(self.model, self.loss_fn, batches, precision=self.cfg.precision,
-                                            scaler=self.scaler, hooks=self.hooks, step=self.step)
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
-        if self.hooks.grad_transform is not None:
-            self.hooks.grad_transform(self.model, self.step)
-        if self.cfg.grad_clip > 0:
-            norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
-        else:
-            norm = grad_norm(self.model)
-        lr = self.optimizer.param_groups[0]["lr"]
-        skipped = 0.0
-        if self.scaler is not None:
-            scale = self.scaler.get_scale()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            skipped = float(self.scaler.get_scale() < scale)
-        else:
-            self.optimizer.step()
-        self.scheduler.step()
+        lr = s.current_lr()
+        loss, extras = accumulate_gradients(self.train_model, self.loss_fn, batches, precision=self.cfg.precision,
+                                            scaler=self.scaler, hooks=self.hooks, step=self.step,
+                                            no_sync=s.no_sync(), backward=None if not s.distributed else s.backward)
+        norm, skipped = s.optimizer_step(self.scaler, self.hooks.grad_transform, self.step)
         self.step += 1
-        n = sum(self.data.count(b) for b in batches)
+        n = sum(self.data.count(b) for b in batches) * s.world
+        if s.distributed:  # each rank saw its shard: report the global-batch means
+            names = sorted(extras)
+            loss, *vals = s.mean_over_ranks([loss, *(extras[k] for k in names)])
+            extras = dict(zip(names, vals))
         return {"loss": loss, "lr": lr, "grad_norm": norm, "units": float(n), "skipped": skipped, **extras}
 
     def evaluate(self) -> dict[str, float]:
@@ -302,6 +335,8 @@ class Trainer:
         while self.step < cfg.steps:
             m = self.train_step()
             window_units += m.pop("units")
+            if self.step == start + 1:
+                self.log_memory()
             last = self.step == cfg.steps
             if self.step % cfg.log_every == 0 or last:
                 dt = max(time.perf_counter() - window_t, 1e-9)
@@ -319,10 +354,32 @@ class Trainer:
         model_dir = self.export()
         return TrainResult(step=self.step, history=self.history, model_dir=model_dir, resumed_from=start)
 
+    def log_memory(self) -> None:
+        """Per-rank parameter/gradient/optimizer-state bytes after the first step (ZeRO's three terms)."""
+        self.memory = self.strategy.memory_report()
+        if not self.strategy.is_main:
+            return
+        import json
+        (self.out / "memory.json").parent.mkdir(parents=True, exist_ok=True)
+        (self.out / "memory.json").write_text(json.dumps(self.memory, indent=2))
+        for row in self.memory:
+            self.tracker.log_metrics({f"memory/rank{row['rank']}/{k}": float(row[k])
+                                      for k in ("param_bytes", "grad_bytes", "optim_bytes")}, self.step)
+        if not self.quiet:
+            for row in self.memory:
+                print(f"[memory] {row['strategy']} rank {row['rank']}/{row['world']}: params "
+                      f"{row['param_bytes'] / 2**20:.2f} MiB, grads {row['grad_bytes'] / 2**20:.2f} MiB, "
+                      f"optimizer state {row['optim_bytes'] / 2**20:.2f} MiB")
+
     def export(self) -> Path:
-        """Final weights as ``<out>/model`` (config.json + model.safetensors, no trainer state)."""
-        path = ckpt.save_checkpoint(self.out / "model", self.model.state_dict(), self.checkpoint_config())
-        self.tracker.log_artifact(path / ckpt.CONFIG_FILE)
+        """Final weights as ``<out>/model`` (config.json + model.safetensors, no trainer state);
+        consolidated from shards on rank 0 under multi-rank strategies."""
+        path = self.out / "model"
+        state = self.strategy.full_model_state()
+        if state is not None:
+            path = ckpt.save_checkpoint(path, state, self.checkpoint_config())
+            self.tracker.log_artifact(path / ckpt.CONFIG_FILE)
+        self.strategy.barrier()
         return path
 
 

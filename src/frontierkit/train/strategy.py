@@ -1,0 +1,532 @@
+"""Distributed training strategies behind one seam of the shared Trainer.
+
+One flag, ``train.strategy`` (``--strategy``), picks how the same model and loss are trained:
+
+- ``single``    one process, the loop's original behaviour;
+- ``ddp``       DistributedDataParallel (Li et al. 2020, "PyTorch Distributed"): replicated
+                weights, gradients all-reduced (averaged) in buckets during backward;
+- ``zero1``     DDP + ``torch.distributed.optim.ZeroRedundancyOptimizer``: optimizer state
+                partitioned over ranks (ZeRO stage 1, P_os; Rajbhandari et al. 2020, §5.1);
+- ``zero2``     FSDP2 ``fully_shard(reshard_after_forward=False)``: gradients reduce-scattered
+                and optimizer state sharded, parameters kept gathered from forward through backward
+                (ZeRO stage 2, P_os+g; at rest parameters are also sharded, see docs/distributed.md);
+- ``fsdp``      FSDP2 ``fully_shard`` (Zhao et al. 2023, "PyTorch FSDP"): parameters, gradients and
+                optimizer state sharded = ZeRO stage 3 (P_os+g+p), optional ``CPUOffloadPolicy``;
+- ``deepspeed`` the DeepSpeed engine driven by the user's JSON (any ZeRO stage, offload).
+
+The model never knows it is sharded: a strategy wraps it (DDP, DeepSpeed engine) or shards it in
+place (FSDP2), builds the optimizer, runs backward (``no_sync`` between accumulated micro-batches),
+clips, steps, saves/loads state with ``torch.distributed.checkpoint`` (or DeepSpeed's own
+checkpoints) and reports per-rank memory. Launch with ``torchrun``; no collective is home-made.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..config import ConfigError, require
+from ..errors import CheckpointError, require_extra
+from . import checkpoint as ckpt
+from . import distributed as D
+from .loop import make_optimizer, make_scheduler, param_groups
+
+if TYPE_CHECKING:
+    from .loop import Trainer, TrainConfig
+
+STRATEGIES = ("single", "ddp", "zero1", "zero2", "fsdp", "deepspeed")
+DCP_DIR = "dcp"
+DEEPSPEED_DIR = "deepspeed"
+DEEPSPEED_TAG = "state"
+
+
+def make_strategy(cfg: "TrainConfig") -> "Strategy":
+    """The strategy named by ``cfg.strategy``."""
+    classes: dict[str, type[Strategy]] = {"single": Strategy, "ddp": DDPStrategy, "zero1": Zero1Strategy,
+                                          "zero2": FSDPStrategy, "fsdp": FSDPStrategy,
+                                          "deepspeed": DeepSpeedStrategy}
+    return classes[cfg.strategy](cfg)
+
+
+class Strategy:
+    """Single process: plain module, AdamW, ``clip_grad_norm_``, safetensors + trainer.pt checkpoints."""
+
+    name = "single"
+
+    def __init__(self, cfg: "TrainConfig"):
+        self.cfg = cfg
+        if cfg.strategy != self.name and type(self) is Strategy:
+            raise ValueError(f"Strategy is the single-process strategy, got {cfg.strategy!r}")
+        self.name = cfg.strategy
+        self.rank, self.world = 0, 1
+        self.device = torch.device("cpu")
+        self.module: nn.Module
+        self.train_model: nn.Module
+        self.optimizer: Any = None
+        self.scheduler: Any = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.name != "single"
+
+    # -- setup --------------------------------------------------------------------------------
+    def setup(self, model: nn.Module) -> None:
+        """Wrap/shard ``model`` and build its optimizer and LR scheduler."""
+        self.device = next(model.parameters()).device
+        self.module = self.train_model = model
+        self.optimizer = make_optimizer(model, self.cfg)
+        self.scheduler = make_scheduler(self.optimizer, self.cfg)
+
+    def grad_scaler(self) -> torch.amp.GradScaler | None:
+        """Dynamic loss scaler for fp16 (grads are full and identical on every rank here)."""
+        return torch.amp.GradScaler(self.device.type) if self.cfg.precision == "fp16" else None
+
+    def local_optimizers(self) -> list[torch.optim.Optimizer]:
+        """The torch optimizers whose ``state`` this rank holds."""
+        return [self.optimizer]
+
+    # -- one step -----------------------------------------------------------------------------
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def no_sync(self) -> Callable[[], contextlib.AbstractContextManager] | None:
+        """Context that skips gradient communication for all but the last accumulated micro-batch."""
+        return None
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def current_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def clip_grad_norm(self, max_norm: float) -> float:
+        """Global gradient L2 norm before clipping; clips to ``max_norm`` when > 0 (Pascanu et al. 2013)."""
+        params = [p for p in self.module.parameters() if p.grad is not None]
+        if not params:
+            return 0.0
+        if max_norm > 0:
+            return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        return float(torch.nn.utils.get_total_norm([p.grad for p in params]))
+
+    def optimizer_step(self, scaler: torch.amp.GradScaler | None,
+                       grad_transform: Callable[[nn.Module, int], None] | None, step: int) -> tuple[float, float]:
+        """Unscale, transform, clip, step, schedule; returns (grad norm, 1.0 if the step was skipped)."""
+        if scaler is not None:
+            scaler.unscale_(self.optimizer)
+        if grad_transform is not None:
+            grad_transform(self.module, step)
+        norm = self.clip_grad_norm(self.cfg.grad_clip)
+        skipped = 0.0
+        if scaler is not None:
+            scale = scaler.get_scale()
+            scaler.step(self.optimizer)
+            scaler.update()
+            skipped = float(scaler.get_scale() < scale)
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        return norm, skipped
+
+    def mean_over_ranks(self, values: list[float]) -> list[float]:
+        return list(values)
+
+    def barrier(self) -> None:
+        pass  # one process (even inside a launched job: a single-strategy Trainer uses no collectives)
+
+    # -- memory ---------------------------------------------------------------------------------
+    def memory_report(self) -> list[dict[str, Any]]:
+        """Per-rank bytes of parameters, gradients and optimizer state (every rank, rank order)."""
+        row = {"rank": self.rank, "strategy": self.name, "world": self.world,
+               "param_bytes": D.tensor_bytes(self.module.parameters()),
+               "grad_bytes": D.tensor_bytes(p.grad for p in self.module.parameters() if p.grad is not None),
+               "optim_bytes": sum(D.tensor_bytes(D.optimizer_state_tensors(o)) for o in self.local_optimizers())}
+        return D.gather_objects(row) if self.distributed else [row]
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def save_checkpoint(self, trainer: "Trainer") -> Path:
+        """Single process: ``config.json`` + ``model.safetensors`` + ``trainer.pt`` (the foundation's format)."""
+        return ckpt.commit_training_checkpoint(trainer.out, trainer.step, self.module.state_dict(),
+                                               trainer.checkpoint_config(), trainer.trainer_state(),
+                                               keep=self.cfg.keep_ckpts)
+
+    def load_checkpoint(self, trainer: "Trainer", path: Path) -> None:
+        """Resume from a checkpoint written by any torch strategy at any world size."""
+        if (path / DEEPSPEED_DIR).is_dir():
+            raise CheckpointError(f"{path} was written by --strategy deepspeed; resume it with "
+                                  f"--strategy deepspeed at the same world size (or export its model.safetensors)")
+        state = ckpt.load_trainer_state(path)
+        if (path / DCP_DIR).is_dir():
+            self._load_dcp(path / DCP_DIR)
+            state.pop("optimizer", None)
+        elif not self.distributed:
+            ckpt.load_into(self.module, path)
+        else:
+            self._load_full(ckpt.load_model_state(path), state.pop("optimizer", None), path)
+        trainer.load_trainer_state(state)
+
+    def sharded_state(self) -> dict[str, Any]:
+        """DCP state: ``model`` (FQN -> tensor/DTensor) and ``optim`` (FQN -> {exp_avg, exp_avg_sq, step})."""
+        names = {id(p): n for n, p in self.module.named_parameters()}
+        optim: dict[str, dict[str, torch.Tensor]] = {}
+        for opt in self.local_optimizers():
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    optim[names[id(p)]] = _adam_state(opt, p)
+        return {"model": self.module.state_dict(), "optim": optim}
+
+    def _load_dcp(self, folder: Path) -> None:
+        import torch.distributed.checkpoint as dcp
+        state = self.sharded_state()
+        try:
+            dcp.load(state, checkpoint_id=str(folder), no_dist=not self.distributed)
+        except Exception as e:  # missing keys, shape mismatch, corrupt metadata
+            raise CheckpointError(f"cannot load sharded checkpoint {folder} ({type(e).__name__}: "
+                                  f"{str(e).splitlines()[0][:300]}); was it saved from a different model?") from None
+        self.module.load_state_dict(state["model"])
+
+    def _load_full(self, model_state: dict[str, torch.Tensor], optim_state: dict[str, Any] | None,
+                   path: Path) -> None:
+        """Load a single-process checkpoint (full tensors) into this rank's shards."""
+        target = self.sharded_state()
+        own = target["model"]
+        if set(own) != set(model_state):
+            raise CheckpointError(f"checkpoint {path} does not fit this model: keys differ "
+                                  f"({sorted(set(own) ^ set(model_state))[:5]})")
+        for k, t in own.items():
+            D.copy_full_into(t, model_state[k])
+        self.module.load_state_dict(own)
+        if optim_state is None:
+            return
+        full = _optimizer_state_by_name(self.module, self.cfg.weight_decay, optim_state, path)
+        for name, st in target["optim"].items():
+            for k, t in st.items():
+                D.copy_full_into(t, full[name][k])
+
+    def full_model_state(self) -> dict[str, torch.Tensor] | None:
+        """Consolidated weights (full tensors on CPU) on rank 0, None elsewhere (collective)."""
+        return self.module.state_dict()
+
+
+def _adam_state(opt: torch.optim.Optimizer, p: torch.Tensor) -> dict[str, torch.Tensor]:
+    """AdamW's per-parameter state, created (zeros, step 0) when the optimizer has not stepped yet."""
+    st = opt.state[p]
+    if not st:
+        st["step"] = torch.tensor(0.0, dtype=torch.float32)
+        st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    return {k: v for k, v in st.items() if isinstance(v, torch.Tensor)}
+
+
+def _optimizer_state_by_name(module: nn.Module, weight_decay: float, sd: dict[str, Any],
+                             path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """Map a torch optimizer state_dict (integer ids, in ``param_groups`` order) to parameter names."""
+    names = {id(p): n for n, p in module.named_parameters()}
+    order = [names[id(p)] for g in param_groups(module, weight_decay) for p in g["params"]]
+    ids = [i for g in sd["param_groups"] for i in g["params"]]
+    if len(ids) != len(order):
+        raise CheckpointError(f"optimizer state in {path} has {len(ids)} parameters, the model {len(order)}")
+    return {name: sd["state"][i] for name, i in zip(order, ids) if i in sd["state"]}
+
+
+class _DistributedMixin:
+    """Process group, rank-0 checkpoint commit and collective helpers shared by every multi-rank strategy."""
+
+    cfg: "TrainConfig"
+    rank: int
+    world: int
+    device: torch.device
+    is_main: bool
+
+    def _init_group(self) -> None:
+        self.rank, self.world, self.device = D.init_process_group()
+        require(self.cfg.batch_size % self.world == 0, "train.batch_size", self.cfg.batch_size,
+                f"must be divisible by the world size {self.world} (each rank takes batch_size/world rows)")
+
+    def mean_over_ranks(self, values: list[float]) -> list[float]:
+        return D.mean_over_ranks(values, self.device)
+
+    def barrier(self) -> None:
+        dist.barrier()
+
+    def _begin_checkpoint(self, out: Path, step: int) -> Path:
+        """A temp folder beside the final one, created by rank 0 and named to all ranks."""
+        final = ckpt.step_path(out, step)
+        name = None
+        if self.is_main:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            name = tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent)
+        return Path(D.broadcast_object(name))
+
+    def _commit_checkpoint(self, trainer: "Trainer", tmp: Path, light_state: dict[str, Any]) -> Path:
+        """Rank 0 writes config.json + trainer.pt, renames tmp into place, moves ``latest``, prunes."""
+        final = ckpt.step_path(trainer.out, trainer.step)
+        dist.barrier()
+        if self.is_main:
+            (tmp / ckpt.CONFIG_FILE).write_text(json.dumps(trainer.checkpoint_config(), indent=2,
+                                                           sort_keys=True, default=str))
+            torch.save(light_state, tmp / ckpt.TRAINER_FILE)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            pointer = ckpt.checkpoint_dir(trainer.out) / "latest"
+            new = pointer.with_name(f".latest-{os.getpid()}")
+            new.write_text(final.name)
+            os.replace(new, pointer)
+            for old in sorted(p for p in ckpt.checkpoint_dir(trainer.out).glob("step-*") if p.is_dir())[:-self.cfg.keep_ckpts]:
+                if old != final:
+                    shutil.rmtree(old, ignore_errors=True)
+        dist.barrier()
+        return final
+
+
+def _light_state(trainer: "Trainer", with_scheduler: bool = True) -> dict[str, Any]:
+    """trainer.pt without optimizer tensors (those live in the sharded part)."""
+    state = trainer.trainer_state(include_optimizer=False)
+    if not with_scheduler:
+        state.pop("scheduler", None)
+    state["strategy"], state["world"] = trainer.strategy.name, trainer.strategy.world
+    return state
+
+
+class DDPStrategy(_DistributedMixin, Strategy):
+    """DistributedDataParallel: replicated weights and AdamW, all-reduced (averaged) gradients."""
+
+    def setup(self, model: nn.Module) -> None:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        self._init_group()
+        self.module = model.to(self.device)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.train_model = DDP(self.module, device_ids=ids)
+        self.optimizer = self.make_optimizer()
+        self.scheduler = make_scheduler(self.optimizer, self.cfg)
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        return make_optimizer(self.module, self.cfg)
+
+    def no_sync(self) -> Callable[[], contextlib.AbstractContextManager]:
+        return self.train_model.no_sync
+
+    def save_checkpoint(self, trainer: "Trainer") -> Path:
+        """Sharded save with ``torch.distributed.checkpoint`` (each rank writes what it owns)."""
+        import torch.distributed.checkpoint as dcp
+        tmp = self._begin_checkpoint(trainer.out, trainer.step)
+        dcp.save(self.sharded_state(), checkpoint_id=str(tmp / DCP_DIR))
+        return self._commit_checkpoint(trainer, tmp, _light_state(trainer))
+
+    def full_model_state(self) -> dict[str, torch.Tensor] | None:
+        state = {k: D.full_tensor(v).detach().cpu() for k, v in self.module.state_dict().items()}
+        return state if self.is_main else None
+
+
+class Zero1Strategy(DDPStrategy):
+    """DDP + ZeroRedundancyOptimizer: each rank keeps AdamW state only for its share of the parameters."""
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        from torch.distributed.optim import ZeroRedundancyOptimizer
+        c = self.cfg
+        return ZeroRedundancyOptimizer(param_groups(self.module, c.weight_decay), optimizer_class=torch.optim.AdamW,
+                                       lr=c.lr, betas=(c.beta1, c.beta2), eps=c.eps)
+
+    def local_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.optimizer.optim]
+
+
+class FSDPStrategy(DDPStrategy):
+    """FSDP2 ``fully_shard`` on every block of a ModuleList, then the root (ZeRO-3; ZeRO-2 without
+    resharding after forward)."""
+
+    def setup(self, model: nn.Module) -> None:
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard
+        self._init_group()
+        self.module = self.train_model = model.to(self.device)
+        kwargs: dict[str, Any] = {"mesh": init_device_mesh(self.device.type, (self.world,)),
+                                  "reshard_after_forward": self.name == "fsdp"}
+        if self.cfg.cpu_offload:
+            kwargs["offload_policy"] = CPUOffloadPolicy(pin_memory=torch.cuda.is_available())
+        blocks = [b for m in model.modules() if isinstance(m, nn.ModuleList) for b in m]
+        for block in blocks:
+            fully_shard(block, **kwargs)
+        fully_shard(model, **kwargs)
+        self.optimizer = make_optimizer(self.module, self.cfg)
+        self.scheduler = make_scheduler(self.optimizer, self.cfg)
+
+    def grad_scaler(self) -> None:
+        return None  # fp16 is refused by TrainConfig for sharded gradients
+
+    def no_sync(self) -> Callable[[], contextlib.AbstractContextManager] | None:
+        """zero2 accumulates unsharded gradients locally; fsdp (ZeRO-3) reduce-scatters each micro-batch
+        so gradients stay sharded."""
+        if self.name != "zero2":
+            return None
+
+        @contextlib.contextmanager
+        def no_sync():
+            self.module.set_requires_gradient_sync(False)
+            try:
+                yield
+            finally:
+                self.module.set_requires_gradient_sync(True)
+        return no_sync
+
+    def clip_grad_norm(self, max_norm: float) -> float:
+        """Norm of sharded (DTensor) gradients: local norms reduced across ranks, then clipped."""
+        params = [p for p in self.module.parameters() if p.grad is not None]
+        if not params:
+            return 0.0
+        norm = D.full_tensor(torch.nn.utils.get_total_norm([p.grad for p in params]))
+        if max_norm > 0:
+            torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+        return float(norm)
+
+
+# ---- DeepSpeed ----------------------------------------------------------------------------------
+
+def deepspeed_config(cfg: "TrainConfig", world: int) -> dict[str, Any]:
+    """The user's DeepSpeed JSON, completed with batch sizes from TrainConfig and checked against it.
+
+    Filled when absent: ``train_micro_batch_size_per_gpu`` (batch_size / world),
+    ``gradient_accumulation_steps`` (grad_accum), ``train_batch_size`` (their product x world), and
+    ``gradient_clipping`` = train.grad_clip (DeepSpeed's own default is 1.0). A ``gradient_clipping``
+    present in the JSON wins (with a warning when it differs from train.grad_clip).
+    """
+    path = Path(cfg.deepspeed_config)
+    require(path.is_file(), "train.deepspeed_config", cfg.deepspeed_config, "must be an existing DeepSpeed JSON file")
+    try:
+        conf = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"train.deepspeed_config={cfg.deepspeed_config!r} is invalid: not JSON ({e})") from None
+    require(isinstance(conf, dict), "train.deepspeed_config", cfg.deepspeed_config, "must hold a JSON object")
+    require(cfg.batch_size % world == 0, "train.batch_size", cfg.batch_size, f"must be divisible by the world size {world}")
+    want = {"train_micro_batch_size_per_gpu": cfg.batch_size // world,
+            "gradient_accumulation_steps": cfg.grad_accum,
+            "train_batch_size": cfg.batch_size * cfg.grad_accum}
+    for key, value in want.items():
+        given = conf.get(key, "auto")
+        require(given in ("auto", value), "train.deepspeed_config", f"{path}: {key}={given}",
+                f"disagrees with train.batch_size={cfg.batch_size}, train.grad_accum={cfg.grad_accum} "
+                f"at world size {world} (expected {value}); remove it from the JSON or set it to \"auto\"")
+        conf[key] = value
+    if conf.get("gradient_clipping", "auto") == "auto":
+        conf["gradient_clipping"] = cfg.grad_clip
+    elif float(conf["gradient_clipping"]) != cfg.grad_clip:
+        warnings.warn(f"DeepSpeed JSON sets gradient_clipping={conf['gradient_clipping']}, train.grad_clip="
+                      f"{cfg.grad_clip}; the JSON's value is used", stacklevel=2)
+    low = [k for k in ("fp16", "bf16") if isinstance(conf.get(k), dict) and conf[k].get("enabled")]
+    require(not (low and cfg.precision != "fp32"), "train.precision", cfg.precision,
+            f"the DeepSpeed JSON already enables {low[0]}; keep train.precision=fp32 (no double mixed precision)")
+    return conf
+
+
+def _offloads_optimizer(conf: dict[str, Any]) -> bool:
+    off = conf.get("zero_optimization", {}).get("offload_optimizer", {})
+    return isinstance(off, dict) and off.get("device", "none") in ("cpu", "nvme")
+
+
+class DeepSpeedStrategy(_DistributedMixin, Strategy):
+    """The DeepSpeed engine (ZeRO stages 0-3, offload) configured by the user's JSON.
+
+    DeepSpeed owns accumulation, clipping and the optimizer step: each micro-batch is
+    ``engine.backward(loss / k, scale_wrt_gas=False)`` then ``engine.step()`` (which only updates at
+    the accumulation boundary), so the loss is divided by k exactly once and clipped exactly once.
+    """
+
+    def setup(self, model: nn.Module) -> None:
+        os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path(".cache/torch_extensions").resolve()))
+        ds = require_extra("deepspeed", "deepspeed")
+        self._init_group()
+        ds.init_distributed(dist_backend=dist.get_backend(), verbose=False)
+        self.ds_config = deepspeed_config(self.cfg, self.world)
+        self.module = model.to(self.device)
+        optimizer = None if "optimizer" in self.ds_config else self._client_optimizer()
+        scheduler = None if "scheduler" in self.ds_config else (lambda opt: make_scheduler(opt, self.cfg))
+        engine, opt, _, sched = ds.initialize(model=self.module, optimizer=optimizer, lr_scheduler=scheduler,
+                                              config=self.ds_config)
+        self.engine = self.train_model = engine
+        self.optimizer, self.scheduler = opt, sched
+        self.stage = int(self.ds_config.get("zero_optimization", {}).get("stage", 0))
+
+    def _client_optimizer(self) -> torch.optim.Optimizer:
+        """AdamW with our parameter groups; DeepSpeedCPUAdam (adamw_mode) when the optimizer is offloaded."""
+        c = self.cfg
+        groups = param_groups(self.module, c.weight_decay)
+        if _offloads_optimizer(self.ds_config):
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
+            return DeepSpeedCPUAdam(groups, lr=c.lr, betas=(c.beta1, c.beta2), eps=c.eps, adamw_mode=True)
+        return torch.optim.AdamW(groups, lr=c.lr, betas=(c.beta1, c.beta2), eps=c.eps)
+
+    def grad_scaler(self) -> None:
+        return None  # fp16 loss scaling is DeepSpeed's (its JSON "fp16" section)
+
+    def zero_grad(self) -> None:
+        pass  # the engine zeroes gradients after each optimizer step
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.engine.backward(loss, scale_wrt_gas=False)  # the loop already divided by grad_accum
+        self.engine.step()
+
+    def current_lr(self) -> float:
+        return float(self.engine.get_lr()[0])
+
+    def optimizer_step(self, scaler: Any, grad_transform: Any, step: int) -> tuple[float, float]:
+        """Already done by ``engine.step()`` at the accumulation boundary; report its pre-clip norm."""
+        norm = self.engine.get_global_grad_norm()
+        return float(norm) if norm is not None else 0.0, float(getattr(self.engine, "skipped_steps", 0) > 0)
+
+    def local_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [getattr(self.optimizer, "optimizer", self.optimizer)]
+
+    def memory_report(self) -> list[dict[str, Any]]:
+        """Parameters: the ZeRO-3 partition (``ds_tensor``) or full weights; optimizer: Adam moments
+        over this rank's flat fp32 partition; gradients: this rank's partition by the ZeRO stage rule."""
+        params = list(self.module.parameters())
+        param_bytes = sum((p.ds_tensor if hasattr(p, "ds_tensor") else p).numel() * p.element_size()
+                          for p in params)
+        full = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in params)
+        grad_bytes = (full // self.world if self.stage >= 2 else full) * 4
+        row = {"rank": self.rank, "strategy": f"deepspeed (ZeRO-{self.stage})", "world": self.world,
+               "param_bytes": param_bytes, "grad_bytes": grad_bytes,
+               "optim_bytes": D.tensor_bytes(D.optimizer_state_tensors(self.local_optimizers()[0]))}
+        return D.gather_objects(row)
+
+    def save_checkpoint(self, trainer: "Trainer") -> Path:
+        """DeepSpeed's own checkpoint (every rank writes its partition) + rank 0's config.json/trainer.pt."""
+        tmp = self._begin_checkpoint(trainer.out, trainer.step)
+        self.engine.save_checkpoint(str(tmp / DEEPSPEED_DIR), tag=DEEPSPEED_TAG, save_latest=False)
+        return self._commit_checkpoint(trainer, tmp, _light_state(trainer, with_scheduler=False))
+
+    def load_checkpoint(self, trainer: "Trainer", path: Path) -> None:
+        if not (path / DEEPSPEED_DIR).is_dir():
+            raise CheckpointError(f"{path} was not written by --strategy deepspeed; DeepSpeed resumes only its "
+                                  f"own checkpoints (start it from the exported model.safetensors instead)")
+        state = ckpt.load_trainer_state(path)
+        if state.get("world") != self.world:
+            raise CheckpointError(f"{path} was saved by {state.get('world')} DeepSpeed ranks, this run has "
+                                  f"{self.world}; resume at the same world size (torch strategies reshard)")
+        # DeepSpeed's loader unpickles its own files: resume only from checkpoints you wrote.
+        self.engine.load_checkpoint(str(path / DEEPSPEED_DIR), tag=DEEPSPEED_TAG,
+                                    load_optimizer_states=True, load_lr_scheduler_states=True)
+        trainer.load_trainer_state(state)
+
+    def full_model_state(self) -> dict[str, torch.Tensor] | None:
+        """Gather ZeRO-3 partitions (``GatheredParameters``) and copy the full weights on rank 0."""
+        import deepspeed
+        params = list(self.module.parameters())
+        gather = deepspeed.zero.GatheredParameters(params) if self.stage == 3 else contextlib.nullcontext()
+        with gather:
+            state = ({k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
+                     if self.is_main else None)
+        return state
