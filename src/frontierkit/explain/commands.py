@@ -1,0 +1,149 @@
+"""``frontier explain {gradcam,shap,ig} --model DIR --input SPEC --out DIR``: explain a trained vision
+classifier's predictions; writes PNG figures, the values (.npy) and a summary (explain.json)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
+    p = sub.add_parser(area, help=text, description=text)
+    cmds = p.add_subparsers(dest="explain_cmd", metavar="CMD")
+    g = cmds.add_parser("gradcam", help="Grad-CAM / Grad-CAM++ / HiResCAM heatmaps")
+    g.add_argument("--method", default="gradcam", choices=("gradcam", "gradcam++", "hirescam"))
+    g.add_argument("--layer", default=None, help="dotted module name (default: the model's cam_layer)")
+    g.set_defaults(func=gradcam_cmd)
+    s = cmds.add_parser("shap", help="DeepSHAP values for every class (SHAP image plot)")
+    s.add_argument("--background", type=int, default=100, help="training images used as references")
+    s.set_defaults(func=shap_cmd)
+    i = cmds.add_parser("ig", help="Integrated Gradients with the convergence delta")
+    i.add_argument("--steps", type=int, default=50, help="path points (Gauss-Legendre)")
+    i.set_defaults(func=ig_cmd)
+    for c in (g, s, i):
+        c.add_argument("--model", required=True, metavar="DIR", help="folder written by `frontier vision train`")
+        c.add_argument("--input", default="test:0-7", metavar="SPEC",
+                       help="images: SPLIT:I-J (rows of the model's dataset, e.g. test:0-7) or a .npy file "
+                            "of shape (N, C, H, W) or (N, H, W)")
+        c.add_argument("--target", default="pred", help="class to explain: pred, label or an integer")
+        c.add_argument("--out", default="runs/explain", metavar="DIR", help="output folder")
+
+
+def load_inputs(model_dir: str, spec: str):
+    """(images (N, C, H, W), labels (N,) or None) from SPLIT:I-J or a .npy file."""
+    import numpy as np
+    import torch
+
+    from ..errors import DataError
+    from ..vision import load_run_data
+
+    if spec.endswith(".npy"):
+        if not Path(spec).is_file():
+            raise DataError(f"--input {spec!r} does not exist; pass a .npy file or SPLIT:I-J")
+        x = torch.as_tensor(np.load(spec, allow_pickle=False), dtype=torch.float32)
+        x = x[:, None] if x.ndim == 3 else x
+        if x.ndim != 4:
+            raise DataError(f"--input {spec!r} has shape {tuple(x.shape)}; expected (N, C, H, W) or (N, H, W)")
+        return x, None
+    try:
+        split, rows = spec.split(":")
+        lo, _, hi = rows.partition("-")
+        lo, hi = int(lo), int(hi or lo)
+    except ValueError:
+        raise DataError(f"--input {spec!r} is invalid: use SPLIT:I-J (e.g. test:0-7) or a .npy file") from None
+    if split not in ("train", "test") or not 0 <= lo <= hi:
+        raise DataError(f"--input {spec!r} is invalid: SPLIT is train or test and 0 <= I <= J")
+    x, y = load_run_data(model_dir, split)
+    if hi >= len(x):
+        raise DataError(f"--input {spec!r} is out of range: the {split} split has {len(x)} rows")
+    return x[lo:hi + 1], y[lo:hi + 1]
+
+
+def _setup(args: argparse.Namespace):
+    import torch
+
+    from ..errors import DataError
+    from ..vision import load_classifier
+
+    model = load_classifier(args.model)
+    x, y = load_inputs(args.model, args.input)
+    with torch.no_grad():
+        pred = model(x).argmax(-1)
+    if args.target == "pred":
+        target = pred
+    elif args.target == "label":
+        if y is None:
+            raise DataError("--target label needs --input SPLIT:I-J (a .npy file has no labels)")
+        target = y
+    else:
+        try:
+            target = torch.full_like(pred, int(args.target))
+        except ValueError:
+            raise DataError(f"--target {args.target!r} is invalid: pred, label or an integer") from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return model, x, y, pred, target, out
+
+
+def _summary(out: Path, name: str, x, y, pred, target, **extra) -> None:
+    info = {"method": name, "n": len(x), "targets": target.tolist(), "predictions": pred.tolist(),
+            "labels": None if y is None else y.tolist(), **extra}
+    (out / "explain.json").write_text(json.dumps(info, indent=2))
+    print(json.dumps({k: v for k, v in info.items() if k in ("method", "n", "files")}))
+
+
+def gradcam_cmd(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..config import ConfigError
+    from .gradcam import CAMS
+    from .plots import overlay_figure, save_png
+
+    model, x, y, pred, target, out = _setup(args)
+    layer = None
+    if args.layer:
+        modules = dict(model.named_modules())
+        if args.layer not in modules:
+            raise ConfigError(f"--layer {args.layer!r} is not a module of this model; "
+                              f"some names: {', '.join(list(modules)[1:12])}")
+        layer = modules[args.layer]
+    maps = CAMS[args.method](model, layer).generate(x, target)
+    np.save(out / f"{args.method}.npy", maps.numpy())
+    save_png(overlay_figure(x, maps, [f"t={int(t)}" for t in target]), out / f"{args.method}.png")
+    _summary(out, args.method, x, y, pred, target, files=[f"{args.method}.png", f"{args.method}.npy"])
+    return 0
+
+
+def shap_cmd(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..vision import load_run_data
+    from .plots import save_png, shap_image_figure
+    from .shap import DeepExplainer
+
+    model, x, y, pred, target, out = _setup(args)
+    background = load_run_data(args.model, "train")[0][: args.background]
+    explainer = DeepExplainer(model, background)
+    values = explainer.shap_values(x)                                  # (n, C, H, W, K)
+    np.save(out / "shap.npy", values.numpy())
+    np.save(out / "shap_target.npy", values.gather(-1, target.view(-1, 1, 1, 1, 1).expand(
+        *values.shape[:-1], 1))[..., 0].numpy())
+    save_png(shap_image_figure(values, x), out / "shap.png")
+    _summary(out, "deep-shap", x, y, pred, target, expected_value=explainer.expected_value.tolist(),
+             files=["shap.png", "shap.npy", "shap_target.npy"])
+    return 0
+
+
+def ig_cmd(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .ig import integrated_gradients
+    from .plots import overlay_figure, save_png
+
+    model, x, y, pred, target, out = _setup(args)
+    res = integrated_gradients(model, x, target, steps=args.steps)
+    np.save(out / "ig.npy", res.attributions.numpy())
+    save_png(overlay_figure(x, res.attributions.abs().sum(1), [f"t={int(t)}" for t in target]), out / "ig.png")
+    _summary(out, "integrated-gradients", x, y, pred, target, convergence_delta=res.delta.tolist(),
+             files=["ig.png", "ig.npy"])
+    return 0
