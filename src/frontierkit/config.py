@@ -142,11 +142,14 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
         raise ConfigError(f"{prefix.rstrip('.') or cls.__name__}={data!r} is invalid: expected a table")
     hints = _hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.init]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
         if key not in names:
             raise ConfigError(f"{prefix}{key} is not a field of {cls.__name__}; "
                               f"allowed: {', '.join(names)}")
+        if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
+            value = merge(to_dict(_default(fields[key])), value)  # override the section's own defaults
         kwargs[key] = _coerce(value, hints[key], prefix + key)
     try:
         return cls(**kwargs)
@@ -154,6 +157,14 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
         if prefix and not str(e).startswith(prefix):
             raise ConfigError(prefix + str(e)) from None
         raise
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return {}
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

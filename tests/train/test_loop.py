@@ -155,3 +155,16 @@ def test_hooks_reach_the_loop(tmp_path):
     assert r.history[-1]["eval/custom"] == 2.0
     for a, b in zip(before, model.parameters()):    # zeroed grads: AdamW (no decay) leaves weights alone
         assert torch.equal(a, b.detach())
+
+
+def test_trainer_lr_follows_the_configured_schedule(tmp_path):
+    """The LR the optimizer used at each step equals peak * warmup_cosine(step) (closed form)."""
+    from frontierkit.train.schedules import warmup_cosine
+
+    cfg = TrainConfig(steps=30, batch_size=32, lr=2e-2, warmup_steps=5, min_lr_ratio=0.1, log_every=1)
+    r = Trainer(make_model(), mse, FixedRows(1, n=32 * 30), cfg, out=tmp_path, quiet=True).fit()
+    rows = [h for h in r.history if "lr" in h]
+    assert [h["step"] for h in rows] == list(range(1, 31))
+    for h in rows:
+        expected = 2e-2 * warmup_cosine(h["step"] - 1, warmup=5, total=30, min_ratio=0.1)
+        assert h["lr"] == pytest.approx(expected, rel=1e-9)

@@ -1,0 +1,57 @@
+"""Trackers: jsonl always, MLflow on sqlite (no server), W&B offline, none."""
+import json
+
+import pytest
+
+from frontierkit.config import ConfigError
+from frontierkit.track import make_tracker, read_metrics
+
+
+def _log(tracker):
+    tracker.log_params({"train": {"lr": 0.1, "steps": 3}})
+    for step in (1, 2, 3):
+        tracker.log_metrics({"loss": 1.0 / step, "eval/acc": 0.5 + step / 10}, step)
+    tracker.close()
+
+
+def test_jsonl_rows(tmp_path):
+    _log(make_tracker("jsonl", tmp_path / "run"))
+    rows = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert rows[2]["loss"] == pytest.approx(1 / 3)
+    assert json.loads((tmp_path / "run" / "params.json").read_text())["train"]["lr"] == 0.1
+
+
+def test_mlflow_sqlite_records_params_and_metrics(tmp_path):
+    _log(make_tracker("mlflow", tmp_path / "runs" / "exp1"))
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path / "runs" / "mlflow.db"
+    assert db.exists() and (tmp_path / "runs" / "exp1" / "metrics.jsonl").exists()
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    exp = client.get_experiment_by_name("frontierkit")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.run_name == "exp1"
+    assert run.data.params["train.lr"] == "0.1"
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert [m.step for m in history] == [1, 2, 3]
+    assert history[-1].value == pytest.approx(1 / 3)
+    assert "eval_acc" in run.data.metrics
+    mlflow.set_tracking_uri(None)
+
+
+def test_wandb_offline_writes_a_local_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    _log(make_tracker("wandb", tmp_path / "w"))
+    runs = list((tmp_path / "w" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
+    assert len(read_metrics(tmp_path / "w")) == 3
+
+
+def test_none_writes_nothing_and_bad_kind_errors(tmp_path):
+    _log(make_tracker("none", tmp_path / "n"))
+    assert not (tmp_path / "n" / "metrics.jsonl").exists()
+    with pytest.raises(ConfigError, match="tracker='tensorboard' is invalid"):
+        make_tracker("tensorboard", tmp_path)
