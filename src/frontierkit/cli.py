@@ -6,7 +6,7 @@ import importlib
 import os
 import sys
 
-from .command import split_overrides
+from .command import print_config, split_overrides
 from .errors import USER_ERRORS
 
 # area -> (module with ``register(subparsers)``, one-line help)
@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         split_overrides(args, rest)
+        if getattr(args, "print_config", False):
+            return print_config(args)
         result = args.func(args)
     except USER_ERRORS as e:
         print(f"frontier: error: {e}", file=sys.stderr)
