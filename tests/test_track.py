@@ -55,3 +55,12 @@ def test_none_writes_nothing_and_bad_kind_errors(tmp_path):
     assert not (tmp_path / "n" / "metrics.jsonl").exists()
     with pytest.raises(ConfigError, match="tracker='tensorboard' is invalid"):
         make_tracker("tensorboard", tmp_path)
+
+
+def test_missing_extra_names_the_pip_command(tmp_path, monkeypatch):
+    """Without mlflow installed the error names `pip install 'frontierkit[track]'`."""
+    from frontierkit.errors import MissingExtraError
+
+    monkeypatch.setitem(__import__("sys").modules, "mlflow", None)   # makes `import mlflow` fail
+    with pytest.raises(MissingExtraError, match=r"pip install 'frontierkit\[track\]'"):
+        make_tracker("mlflow", tmp_path / "m")
