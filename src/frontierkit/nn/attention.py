@@ -57,14 +57,18 @@ def sliding_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     in_window = (c >= a) & (c <= a + window - 1)                               # (blk, span)
     diag = c == a + window - 1                                                 # key == query
     mask = in_window & (ok[:, :, None, :] | diag)                              # (B, nb, blk, span)
-    y = sdpa(qb, kb, vb, mask.unsqueeze(2))                                    # (B, nb, H, blk, D)
-    return y.transpose(1, 2).flatten(2, 3)[:, :, :n]                           # (B, H, n, D)
+    flat = lambda x: x.reshape(-1, *x.shape[2:])                               # noqa: E731  (B*nb, ...)
+    y = sdpa(flat(qb), flat(kb), flat(vb), flat(mask).unsqueeze(1))            # (B*nb, H, blk, D)
+    return y.unflatten(0, (bsz, nb)).transpose(1, 2).flatten(2, 3)[:, :, :n]   # (B, H, n, D)
 
 
 def _blocks(x: torch.Tensor, left: int, right: int, span: int, step: int) -> torch.Tensor:
-    """(B, H, n, D) -> overlapping key blocks (B, nb, H, span, D) of the left/right padded sequence."""
+    """(B, H, n, D) -> overlapping key blocks (B, nb, H, span, D) of the left/right padded sequence
+    (a strided view: block b starts ``step`` rows after block b-1; rows stay contiguous)."""
     x = F.pad(x, (0, 0, left, right))                                          # (B, H, L, D)
-    return x.unfold(2, span, step).permute(0, 2, 1, 4, 3)                      # (B, nb, H, span, D)
+    b, h, length, d = x.shape
+    nb = (length - span) // step + 1
+    return x.as_strided((b, nb, h, span, d), (h * length * d, step * d, length * d, d, 1))
 
 
 def self_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int | None = None,

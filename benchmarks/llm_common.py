@@ -1,0 +1,56 @@
+"""Shared helpers of the llm_* benchmarks: timing, machine description, result files."""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> str:
+    return (f"{platform.machine()} {platform.processor() or ''} · torch {torch.__version__} · "
+            f"{torch.get_num_threads()} threads").strip()
+
+
+def best_time(fn: Callable[[], Any], repeat: int = 3, warmup: int = 1) -> float:
+    """Minimum wall time of ``repeat`` calls after ``warmup`` (the least-disturbed run on a shared machine)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def matmul_peak_flops(n: int = 1024, repeat: int = 5) -> float:
+    """Measured fp32 matmul FLOP/s on this machine (n x n @ n x n, best of ``repeat``)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    t = best_time(lambda: a @ b, repeat=repeat, warmup=2)
+    return 2 * n ** 3 / t
+
+
+def write_results(name: str, rows: list[dict[str, Any]], summary: dict[str, Any], notes: str = "") -> None:
+    """benchmarks/results/<name>.json and .md with date, machine and command."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+            "command": "python " + " ".join(["benchmarks/" + Path(sys.argv[0]).name] + sys.argv[1:])}
+    (RESULTS / f"{name}.json").write_text(json.dumps({**meta, "summary": summary, "rows": rows}, indent=2))
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = [f"# {name}", "", f"- date: {meta['date']}", f"- machine: {meta['machine']}",
+             f"- command: `{meta['command']}`", ""]
+    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+    lines += ["", "Summary: " + ", ".join(f"{k} = {fmt(v)}" for k, v in summary.items())]
+    if notes:
+        lines += ["", notes]
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
