@@ -426,8 +426,9 @@ def deepspeed_config(cfg: "TrainConfig", world: int) -> dict[str, Any]:
         warnings.warn(f"DeepSpeed JSON sets gradient_clipping={conf['gradient_clipping']}, train.grad_clip="
                       f"{cfg.grad_clip}; the JSON's value is used", stacklevel=2)
     low = [k for k in ("fp16", "bf16") if isinstance(conf.get(k), dict) and conf[k].get("enabled")]
-    require(not (low and cfg.precision != "fp32"), "train.precision", cfg.precision,
-            f"the DeepSpeed JSON already enables {low[0]}; keep train.precision=fp32 (no double mixed precision)")
+    if low:
+        require(cfg.precision == "fp32", "train.precision", cfg.precision,
+                f"the DeepSpeed JSON already enables {low[0]}; keep train.precision=fp32 (no double mixed precision)")
     return conf
 
 
