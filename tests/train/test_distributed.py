@@ -136,7 +136,11 @@ def runs(tmp_path_factory) -> Path:
     ref9 = tmp / "single-chain9"
     ref9.mkdir()
     (ref9 / "result.json").write_text(json.dumps(run_job(dict(CHAIN, steps=9), str(ref9))))
+    (tmp / "single-bf16").mkdir()
+    (tmp / "single-bf16" / "result.json").write_text(json.dumps(run_job(dict(PARITY, precision="bf16"),
+                                                                        str(tmp / "single-bf16"))))
     jobs = [{"cfg": dict(PARITY, strategy=s), "out": str(tmp / s)} for s in TORCH_STRATEGIES]
+    jobs += [{"cfg": dict(PARITY, strategy=s, precision="bf16"), "out": str(tmp / f"{s}-bf16")} for s in TORCH_STRATEGIES]
     for s in ("fsdp", "zero1"):  # 2 ranks -> 1 rank -> 2 ranks, one checkpoint each way
         out = str(tmp / f"chain-{s}")
         jobs += [{"cfg": dict(CHAIN, steps=3, strategy=s), "out": out},
@@ -156,6 +160,20 @@ def test_strategy_matches_single_process_within_1e5(runs: Path, strategy: str):
     assert max(abs(a - b) for a, b in zip(ref["grad_norms"], got["grad_norms"])) < TOL
     assert min(ref["grad_norms"]) > PARITY["grad_clip"]  # clipping was active in every step
     assert max_weight_diff(runs / "single", runs / strategy) < TOL
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", TORCH_STRATEGIES)
+def test_bf16_autocast_composes_with_strategy(runs: Path, strategy: str):
+    """bf16 autocast + accumulation + clipping under each strategy vs the single-process bf16 run: losses
+    within 1e-4, weights within 1.5e-3, and both gaps smaller than bf16's own gap to the fp32 run (bf16
+    matmuls on half-batches round differently; weights, gradients and reductions stay fp32)."""
+    ref, got, fp32 = read(runs / "single-bf16"), read(runs / f"{strategy}-bf16"), read(runs / "single")
+    loss_gap = max(abs(a - b) for a, b in zip(ref["losses"], got["losses"]))
+    weight_gap = max_weight_diff(runs / "single-bf16", runs / f"{strategy}-bf16")
+    assert loss_gap < 1e-4 and weight_gap < 1.5e-3
+    assert loss_gap < max(abs(a - b) for a, b in zip(ref["losses"], fp32["losses"]))
+    assert weight_gap < max_weight_diff(runs / "single-bf16", runs / "single")
 
 
 @pytest.mark.slow
