@@ -51,3 +51,16 @@ def test_eval_on_env_with_other_spaces_is_refused(tmp_path, capsys):
     capsys.readouterr()
     assert main(["rl", "eval", "--model", str(out), "--env", "Acrobot-v1"]) == 2
     assert "trained on CartPole-v1" in capsys.readouterr().err
+
+
+def test_every_rl_recipe_loads_into_its_config():
+    from pathlib import Path
+
+    from frontierkit.config import load_config
+    from frontierkit.rl.commands import ALGOS, _config_cls
+    recipes = sorted((Path(__file__).resolve().parents[2] / "configs" / "rl").glob("*.toml"))
+    assert recipes
+    for path in recipes:
+        algo = path.stem.split("_")[0]
+        assert algo in ALGOS, path
+        load_config(_config_cls(algo), path)
