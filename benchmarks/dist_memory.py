@@ -41,10 +41,13 @@ def jobs(args: argparse.Namespace, tmp: Path) -> list[dict]:
     try:
         import deepspeed  # noqa: F401
         ds = ROOT / "configs" / "deepspeed"
-        if args.precision == "fp32":  # DeepSpeed's bf16 comes from its JSON, not train.precision
+        if args.precision == "fp32":
             out += [{"name": "deepspeed-zero2", "cfg": dict(base, strategy="deepspeed", deepspeed_config=str(ds / "zero2.json"))},
                     {"name": "deepspeed-seed", "cfg": dict(base, strategy="deepspeed",
                                                            deepspeed_config=str(ds / "zero3_offload.json"))}]
+        else:  # DeepSpeed's bf16 comes from its JSON (train.precision stays fp32: no double mixed precision)
+            out += [{"name": "deepspeed-zero3-bf16", "cfg": dict(base, strategy="deepspeed", precision="fp32",
+                                                                 deepspeed_config=str(ds / "zero3_bf16.json"))}]
     except ImportError:
         pass
     for j in out:
