@@ -16,6 +16,7 @@ from .report import Section, TourContext, render_html
 SECTIONS: dict[str, str] = {
     "train": "frontierkit.train.demo:tour",
     "llm": "frontierkit.llm.demo:tour",
+    "distributed": "frontierkit.train.dist_demo:tour",
     "vision": "frontierkit.vision.demo:tour",
     "explain": "frontierkit.explain.demo:tour",
     "rl": "frontierkit.rl.demo:tour",
