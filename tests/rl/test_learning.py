@@ -69,3 +69,16 @@ def test_cql_on_expert_pendulum_data_scores_above_50(expert_dataset):
     assert result.history[-1]["normalized_score"] >= 50.0
     assert result.extra["last_stats"]["cql_penalty"] > 0
     assert load_dataset(expert_dataset).metadata["kind"] == "expert"
+
+
+def test_ppo_gaussian_checkpoint_carries_observation_statistics(tmp_path):
+    run = ppo.PPORunConfig(env=EnvConfig(id="Pendulum-v1", seed=0),
+                           ppo=ppo.PPOConfig(total_steps=1024, n_envs=2, n_steps=256, batch_size=128, n_epochs=2,
+                                             norm_obs=True, norm_reward=True, gamma=0.99, gae_lambda=0.95),
+                           eval=EvalConfig(every=0, episodes=2))
+    result = ppo.train(run, out=tmp_path)
+    agent = result.policy
+    assert agent.obs_norm is not None and agent.obs_norm.count.item() == pytest.approx(1024, abs=1)
+    policy, _ = load_policy(tmp_path)
+    torch.testing.assert_close(policy.obs_norm.mean, agent.obs_norm.mean)
+    assert evaluate_policy(policy, "Pendulum-v1", 2)[0] == pytest.approx(result.final_return)

@@ -182,12 +182,14 @@ def stochastic_act(policy: torch.nn.Module):
 
 def collect(env_id: str, out: str | Path, kinds: tuple[str, ...] = KINDS, train_steps: int = 15_000,
             n_transitions: int = 20_000, medium_score: float = 45.0, ref_episodes: int = 10, seed: int = 0,
-            quiet: bool = True, tracker: Any = None, hidden: tuple[int, ...] = (256, 256)) -> dict[str, Path]:
+            quiet: bool = True, tracker: Any = None, hidden: tuple[int, ...] = (256, 256),
+            sac_config: Any = None) -> dict[str, Path]:
     """Train SAC on ``env_id`` and write the requested datasets to ``<out>/<env>-<kind>.npz``.
 
     expert: the final SAC policy (sampled). medium: the evaluation snapshot whose normalised score is
     closest to ``medium_score``. medium-replay: the SAC replay buffer up to that snapshot. random:
     uniform actions. Reference returns: uniform-random and deterministic-expert means over ``ref_episodes``.
+    ``sac_config`` (a SACConfig) replaces the default SAC hyper-parameters (its total_steps wins).
     """
     from .common import evaluate_policy, save_policy
     from .envs import evaluate, make_env, space_info, require_continuous
@@ -207,7 +209,10 @@ def collect(env_id: str, out: str | Path, kinds: tuple[str, ...] = KINDS, train_
     def on_eval(step: int, mean: float, learner: Any, buffer: ReplayBuffer) -> None:
         snapshots.append((step, mean, copy.deepcopy(learner.actor.state_dict()), len(buffer)))
 
-    run = SACRunConfig(env=EnvConfig(id=env_id, seed=seed), sac=SACConfig(total_steps=train_steps, hidden=hidden),
+    import dataclasses
+    sac_cfg = (dataclasses.replace(sac_config, total_steps=train_steps) if sac_config is not None
+               else SACConfig(total_steps=train_steps, hidden=hidden))
+    run = SACRunConfig(env=EnvConfig(id=env_id, seed=seed), sac=sac_cfg,
                        eval=EvalConfig(every=max(train_steps // 20, 1), episodes=5))
     result = train_sac(run, quiet=quiet, tracker=tracker, on_eval=on_eval)
     expert = result.policy

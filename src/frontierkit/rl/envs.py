@@ -125,12 +125,15 @@ def evaluate(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int
              max_steps: int | None = None) -> list[float]:
     """Undiscounted returns of ``episodes`` episodes with ``act`` (obs batch (1, S) -> action batch)."""
     env = make_env(env_id)
+    box = isinstance(env.action_space, gym().spaces.Box)
     returns = []
     for ep in range(episodes):
         obs, _ = env.reset(seed=seed + ep)
         done, total, steps = False, 0.0, 0
         while not done:
             action = act(np.asarray(obs, dtype=np.float32)[None])[0]
+            if box:  # a Gaussian policy's mean may leave the box
+                action = np.clip(action, env.action_space.low, env.action_space.high)
             obs, r, te, tr, _ = env.step(action)
             total += float(r)
             steps += 1

@@ -100,7 +100,7 @@ def collect_rollout(agent: ActorCritic, envs: VecEnv, buf: RolloutBuffer, obs: n
                     info: dict[str, Any], scaler: ReturnScaler | None, step: int,
                     train_returns: list[tuple[int, float]]) -> tuple[np.ndarray, torch.Tensor]:
     """Fill ``buf`` with T steps of the current policy (Algorithm 1, line 3); returns (obs, V(s_T))."""
-    low = np.asarray(info.get("low", [-np.inf])), np.asarray(info.get("high", [np.inf]))
+    low, high = np.asarray(info.get("low", [-np.inf])), np.asarray(info.get("high", [np.inf]))
     for t in range(buf.n_steps):
         obs_t = torch.from_numpy(obs)  # (N, S)
         if agent.obs_norm is not None:
@@ -111,7 +111,7 @@ def collect_rollout(agent: ActorCritic, envs: VecEnv, buf: RolloutBuffer, obs: n
             action = dist.sample()  # (N,) or (N, A)
             log_prob = dist.log_prob(action) if agent.discrete else dist.log_prob(action).sum(-1)  # (N,)
             value = agent.value(obs_n)  # (N,)
-        env_action = action.numpy() if agent.discrete else np.clip(action.numpy(), low[0], low[1])
+        env_action = action.numpy() if agent.discrete else np.clip(action.numpy(), low, high)
         obs, reward, term, trunc, final_obs, finished = envs.step(env_action)
         step += envs.n
         train_returns += [(step, ret) for _, ret, _ in finished]
@@ -144,7 +144,7 @@ def update(agent: ActorCritic, opt: torch.optim.Optimizer, buf: RolloutBuffer, c
             loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * entropy_mean
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm, foreach=True)
             opt.step()
             for k, v in (("pg_loss", pg_loss), ("value_loss", v_loss), ("entropy", entropy_mean),
                          ("approx_kl", diag["approx_kl"]), ("clipfrac", diag["clipfrac"])):
@@ -163,7 +163,7 @@ def train(run: PPORunConfig, out: str | Path | None = None, tracker: Any = None,
     info = space_info(envs.envs[0])
     agent = ActorCritic(info["obs_dim"], info["act_dim"], info["discrete"], cfg.hidden,
                         norm_obs=cfg.norm_obs and not info["discrete"], init_log_std=cfg.init_log_std)
-    opt = torch.optim.Adam(agent.parameters(), lr=cfg.lr, eps=1e-5)
+    opt = torch.optim.Adam(agent.parameters(), lr=cfg.lr, eps=1e-5, fused=True)  # one kernel per step
     act_shape = () if info["discrete"] else (info["act_dim"],)
     buf = RolloutBuffer(cfg.n_steps, cfg.n_envs, info["obs_dim"], act_shape)
     scaler = ReturnScaler(cfg.n_envs, cfg.gamma) if cfg.norm_reward and not info["discrete"] else None
