@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import torch  # noqa: E402
 
-from llm_common import best_time, write_results  # noqa: E402
+from llm_common import interleaved_best, write_results  # noqa: E402
 
 from frontierkit.nn import sdpa, sliding_window_attention  # noqa: E402
 
@@ -27,8 +27,9 @@ def measure(lengths: list[int], heads: int = 8, dim: int = 64, repeat: int = 3) 
         g = torch.Generator().manual_seed(n)
         q, k, v = (torch.randn(1, heads, n, dim, generator=g) for _ in range(3))
         with torch.inference_mode():
-            full = best_time(lambda: sdpa(q, k, v, causal=True), repeat=repeat)
-            window = best_time(lambda: sliding_window_attention(q, k, v, WINDOW), repeat=repeat)
+            t = interleaved_best({"full": lambda: sdpa(q, k, v, causal=True),
+                                  "window": lambda: sliding_window_attention(q, k, v, WINDOW)}, rounds=repeat)
+        full, window = t["full"], t["window"]
         rows.append({"n": n, "full_ms": 1e3 * full, "window_ms": 1e3 * window, "window/full": window / full,
                      "window_us_per_token": 1e6 * window / n})
     return rows
@@ -38,6 +39,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
+    torch.set_num_threads(1)
     lengths = [1024, 2048, 4096] if args.quick else [1024, 2048, 4096, 8192]
     rows = measure(lengths)
     per_tok = [r["window_us_per_token"] for r in rows]
@@ -45,7 +47,7 @@ def main() -> None:
                "linearity (max/min us per token)": max(per_tok) / min(per_tok)}
     write_results("llm_attention", rows, summary,
                   notes=f"window {WINDOW}; full = SDPA is_causal (flash kernel skips the upper triangle); "
-                        f"window = query blocks of 128 against their {128 + WINDOW - 1} keys. Best of 3.")
+                        f"window = query blocks of 64 against their {64 + WINDOW - 1} keys. 1 thread; best of 3 interleaved rounds of process CPU time.")
 
 
 if __name__ == "__main__":

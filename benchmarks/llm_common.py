@@ -30,6 +30,23 @@ def best_time(fn: Callable[[], Any], repeat: int = 3, warmup: int = 1) -> float:
     return min(times)
 
 
+def interleaved_best(fns: dict[str, Callable[[], Any]], rounds: int = 5, warmup: int = 1,
+                     clock: Callable[[], float] = time.process_time) -> dict[str, float]:
+    """Best time of each function over ``rounds`` rounds that run every function once, alternating,
+    so that load from other users of a shared machine hits all of them alike. The default clock is
+    this process's CPU time (with 1 thread: the work done, not the wait for a busy core)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    best = {name: float("inf") for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = clock()
+            fn()
+            best[name] = min(best[name], clock() - t0)
+    return best
+
+
 def matmul_peak_flops(n: int = 1024, repeat: int = 5) -> float:
     """Measured fp32 matmul FLOP/s on this machine (n x n @ n x n, best of ``repeat``)."""
     a, b = torch.randn(n, n), torch.randn(n, n)

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from llm_common import best_time, matmul_peak_flops, write_results  # noqa: E402
+from llm_common import interleaved_best, write_results  # noqa: E402
 
 from frontierkit.llm import Transformer, TransformerConfig, to_hf  # noqa: E402
 
@@ -46,9 +46,11 @@ def flops_per_token(cfg: TransformerConfig, model: torch.nn.Module) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=5, help="rounds; each times one step of every variant")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile(ours)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time = work done)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     import transformers as tf
 
     torch.manual_seed(0)
@@ -58,13 +60,16 @@ def main() -> None:
                                                  attn_implementation="sdpa").train()
     x = torch.randint(0, CFG.vocab_size, (BATCH, SEQ), generator=torch.Generator().manual_seed(0))
     tokens = BATCH * SEQ
-    peak = matmul_peak_flops()
     fpt = flops_per_token(CFG, ours)
-    variants = [("frontierkit Transformer (eager)", step_fn(ours, x, False)),
-                ("transformers LlamaForCausalLM (sdpa)", step_fn(hf, x, True))]
+    n = 1024
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    fns = {"frontierkit Transformer (eager)": step_fn(ours, x, False),
+           "transformers LlamaForCausalLM (sdpa)": step_fn(hf, x, True),
+           "matmul 1024^3 x 8": lambda: [a @ b for _ in range(8)]}
     if args.compile:
-        variants.append(("frontierkit Transformer (torch.compile)", step_fn(torch.compile(ours), x, False)))
-    times = {name: best_time(fn, repeat=args.steps, warmup=2 if "compile" in name else 1) for name, fn in variants}
+        fns["frontierkit Transformer (torch.compile)"] = step_fn(torch.compile(ours), x, False)
+    times = interleaved_best(fns, rounds=args.steps, warmup=2)
+    peak = 8 * 2 * n ** 3 / times.pop("matmul 1024^3 x 8")
     hf_time = times["transformers LlamaForCausalLM (sdpa)"]
     rows = []
     for name, t in times.items():
@@ -78,7 +83,7 @@ def main() -> None:
                   notes=f"Config: {CFG.n_layers} layers, d_model {CFG.d_model}, {CFG.n_heads} heads / "
                         f"{CFG.n_kv_heads} KV heads, d_ff {CFG.d_ff}, vocab {CFG.vocab_size}; batch {BATCH} x "
                         f"{SEQ} tokens; fp32; one step = forward + cross-entropy + backward + AdamW; best of "
-                        f"{args.steps} steps. The machine is shared: times are the least-disturbed step.")
+                        f"{args.steps} interleaved rounds. Times are per-process CPU seconds (1 thread), the least-disturbed measure on a machine shared with other jobs.")
 
 
 if __name__ == "__main__":

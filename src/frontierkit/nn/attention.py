@@ -42,7 +42,7 @@ def sliding_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     keys ending at its last row, gathered with ``unfold`` (a view) from K/V padded on the left.
     q (B, H, n, D), k/v (B, Hkv, n, D), key_valid (B, n) bool or None -> (B, H, n, D)."""
     bsz, _, n, _ = q.shape
-    blk = block or max(16, min(window, 128))
+    blk = block or max(16, min(window // 4, 64))
     nb = -(-n // blk)
     span = blk + window - 1                                                    # keys per block
     right = nb * blk - n
