@@ -136,11 +136,13 @@ def runs(tmp_path_factory) -> Path:
     ref9 = tmp / "single-chain9"
     ref9.mkdir()
     (ref9 / "result.json").write_text(json.dumps(run_job(dict(CHAIN, steps=9), str(ref9))))
-    (tmp / "single-bf16").mkdir()
-    (tmp / "single-bf16" / "result.json").write_text(json.dumps(run_job(dict(PARITY, precision="bf16"),
-                                                                        str(tmp / "single-bf16"))))
+    for low in ("bf16", "fp16"):
+        (tmp / f"single-{low}").mkdir()
+        (tmp / f"single-{low}" / "result.json").write_text(json.dumps(run_job(dict(PARITY, precision=low),
+                                                                              str(tmp / f"single-{low}"))))
     jobs = [{"cfg": dict(PARITY, strategy=s), "out": str(tmp / s)} for s in TORCH_STRATEGIES]
     jobs += [{"cfg": dict(PARITY, strategy=s, precision="bf16"), "out": str(tmp / f"{s}-bf16")} for s in TORCH_STRATEGIES]
+    jobs += [{"cfg": dict(PARITY, strategy=s, precision="fp16"), "out": str(tmp / f"{s}-fp16")} for s in ("ddp", "zero1")]
     for s in ("fsdp", "zero1"):  # 2 ranks -> 1 rank -> 2 ranks, one checkpoint each way
         out = str(tmp / f"chain-{s}")
         jobs += [{"cfg": dict(CHAIN, steps=3, strategy=s), "out": out},
@@ -174,6 +176,16 @@ def test_bf16_autocast_composes_with_strategy(runs: Path, strategy: str):
     assert loss_gap < 1e-4 and weight_gap < 1.5e-3
     assert loss_gap < max(abs(a - b) for a, b in zip(ref["losses"], fp32["losses"]))
     assert weight_gap < max_weight_diff(runs / "single-bf16", runs / "single")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ("ddp", "zero1"))
+def test_fp16_loss_scaling_composes_with_strategy(runs: Path, strategy: str):
+    """fp16 autocast + GradScaler (scale, unscale once, then clip) under ddp/zero1 vs single-process fp16:
+    losses within 1e-4, weights within 1.5e-3 (fp16 matmuls on half-batches round differently)."""
+    ref, got = read(runs / "single-fp16"), read(runs / f"{strategy}-fp16")
+    assert max(abs(a - b) for a, b in zip(ref["losses"], got["losses"])) < 1e-4
+    assert max_weight_diff(runs / "single-fp16", runs / f"{strategy}-fp16") < 1.5e-3
 
 
 @pytest.mark.slow
