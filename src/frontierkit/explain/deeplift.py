@@ -38,13 +38,28 @@ class UnsupportedOpError(FrontierError):
     """The model uses an operation that has no DeepLIFT rule in frontierkit."""
 
 
+class _Multiplied(torch.autograd.Function):
+    """Forward: return the precomputed ``y``; backward: grad_x = grad_y * m (element-wise)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(m)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (m,) = ctx.saved_tensors
+        return grad * m, None, None
+
+
 def with_multiplier(y: torch.Tensor, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Value ``y``, gradient w.r.t. ``x`` = ``m`` (element-wise): y + m * (x - stopgrad(x))."""
-    return y.detach() + m.detach() * (x - x.detach())
+    """Value ``y``, gradient w.r.t. ``x`` = ``m`` (element-wise, same shape as x and y)."""
+    return _Multiplied.apply(x, y.detach(), m.detach())
 
 
 class Pairing:
-    """Rows of a (n + K, ...) batch: n explained rows, row i paired with reference row i % K of the last K."""
+    """Rows of a (n + K, ...) batch: n = m*K explained rows, row j*K + k paired with reference row k
+    of the last K (the layout DeepExplainer builds: each input tiled K times, references once)."""
 
     def __init__(self, n: int, k: int):
         if n % k:
@@ -59,8 +74,12 @@ class Pairing:
         """(inputs (n, ...), references (K, ...))."""
         return t[: self.n], t[self.n:]
 
+    def grouped(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, ...) -> (n/K, K, ...) so that [:, k] lines up with reference k (broadcast r[None])."""
+        return x.reshape(self.n // self.k, self.k, *x.shape[1:])
+
     def expand(self, ref: torch.Tensor) -> torch.Tensor:
-        """(K, ...) reference values -> (n, ...) aligned with the input rows (detached)."""
+        """(K, ...) reference values -> (n, ...) aligned with the input rows (detached copy)."""
         return ref.detach().repeat(self.n // self.k, *([1] * (ref.ndim - 1)))
 
 
@@ -71,52 +90,88 @@ def slope(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.T
         return torch.autograd.grad(f(xg + 0).sum(), xg)[0]
 
 
-def rescale_pair(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, r: torch.Tensor,
-                 eps: float) -> torch.Tensor:
-    """f(x) for input rows with gradient m = (f(x) - f(r)) / (x - r) (f'(x) where |x - r| < eps)."""
-    xd = x.detach()
-    y, yr = f(xd.clone()), f(r.clone())                          # clones: an in-place f is harmless
-    dx = xd - r
+def rescale_multiplier(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                       r: torch.Tensor, yr: torch.Tensor, eps: float) -> torch.Tensor:
+    """m = (f(x) - f(r)) / (x - r), f'(x) where |x - r| < eps (shapes broadcast: r may be (1, K, ...))."""
+    dx = x - r
     small = dx.abs() < eps
     m = (y - yr) / torch.where(small, torch.ones_like(dx), dx)
-    if bool(small.any()):
-        m = torch.where(small, slope(f, xd), m)
-    return with_multiplier(y, x, m)
+    if bool(small.any()):                                        # rare: only the tied elements
+        xs = x.expand_as(m)[small]
+        m = m.masked_scatter(small, slope(f, xs)) if xs.numel() else m
+    return m
+
+
+def rescale_pair(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, r: torch.Tensor,
+                 eps: float) -> torch.Tensor:
+    """f(x) with gradient m = (f(x) - f(r)) / (x - r); x and r of the same shape."""
+    xd = x.detach()
+    y, yr = f(xd.clone()), f(r.clone())                          # clones: an in-place f is harmless
+    return with_multiplier(y, x, rescale_multiplier(f, xd, y, r, yr, eps))
 
 
 def rescale(f: Callable[[torch.Tensor], torch.Tensor], t: torch.Tensor, pairing: Pairing,
             eps: float) -> torch.Tensor:
     """Rescale rule for an element-wise f on a paired batch; reference rows carry values only."""
     x, r = pairing.split(t)
-    return torch.cat([rescale_pair(f, x, pairing.expand(r), eps), f(r.detach().clone())])
+    xd, rd = x.detach(), r.detach()
+    y, yr = f(xd.clone()), f(rd.clone())                         # (n, ...), (K, ...)
+    m = rescale_multiplier(f, pairing.grouped(xd), pairing.grouped(y), rd[None], yr[None], eps)
+    return torch.cat([with_multiplier(y, x, m.reshape(y.shape)), yr])
+
+
+class _FoldedMultiplier(torch.autograd.Function):
+    """Max-pool value ``y`` (n, C, Ho, Wo); backward folds grad * M over the window entries."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, y: torch.Tensor, M: torch.Tensor, fold: dict) -> torch.Tensor:
+        ctx.save_for_backward(M)
+        ctx.fold, ctx.x_shape = fold, x.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (M,) = ctx.saved_tensors                                 # (nC, K, L)
+        n, C, H, W = ctx.x_shape
+        g = grad.reshape(n * C, 1, -1) * M                       # (nC, K, L)
+        gx = F.fold(g, output_size=(H, W), **ctx.fold)           # overlapping windows are summed
+        return gx.view(n, C, H, W), None, None, None
 
 
 def max_pool2d_rule(t: torch.Tensor, pairing: Pairing, kernel_size: Any, stride: Any = None,
                     padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False,
                     return_indices: bool = False, eps: float = 1e-10) -> torch.Tensor:
-    """DeepLIFT max-pool (shap/captum rule) with overlapping windows summed, via unfold."""
+    """DeepLIFT max-pool (shap/captum rule) with overlapping windows summed, via unfold/fold."""
     if ceil_mode or return_indices:
         raise UnsupportedOpError("DeepExplainer supports max_pool2d without ceil_mode/return_indices")
     k, d, p = _pair(kernel_size), _pair(dilation), _pair(padding)
     s = _pair(stride if stride not in (None, [], ()) else kernel_size)
     x, r = pairing.split(t)
-    xd, rd = x.detach(), pairing.expand(r)
+    xd, rd = x.detach(), r.detach()
     n, C, H, W = xd.shape
-    pool = lambda v: F.max_pool2d(v, k, s, p, d)                 # noqa: E731
-    padded = lambda v: F.pad(v, (p[1], p[1], p[0], p[0]), value=float("-inf")) if any(p) else v  # noqa: E731
-    cols = lambda v: F.unfold(padded(v).reshape(n * C, 1, *padded(v).shape[2:]), k, dilation=d, stride=s)  # noqa: E731
-    ci, cr = cols(xd), cols(rd)                                  # (nC, K, L) window entries
-    yi, a = ci.max(1, keepdim=True)                              # input's max and argmax (nC, 1, L)
-    yr, b = cr.max(1, keepdim=True)                              # reference's max and argmax
+
+    def windows(v: torch.Tensor) -> torch.Tensor:              # (B, C, H, W) -> (B*C, K, L)
+        if any(p):
+            v = F.pad(v, (p[1], p[1], p[0], p[0]), value=float("-inf"))
+        return F.unfold(v.reshape(-1, 1, *v.shape[2:]), k, dilation=d, stride=s)
+
+    ci = windows(xd)                                             # (nC, K, L)
+    cr = windows(rd)                                             # (KC, K, L) each reference once
+    m_, KC = n // pairing.k, cr.shape[0]
+    ci4 = ci.view(m_, KC, *ci.shape[1:])                         # (m, KC, K, L)
+    yi, a = ci4.max(2, keepdim=True)                             # input's max and argmax
+    yr, b = cr.max(1, keepdim=True)                              # reference's max and argmax (KC, 1, L)
+    yr, b = yr[None], b[None].expand_as(a)
     cross = torch.maximum(yi, yr)
     t_in, t_ref = cross - yr, yi - cross                         # parts of Delta y: >= 0 and <= 0
-    d_in, d_ref = (ci - cr).gather(1, a), (ci - cr).gather(1, b)  # Delta x at the two argmaxes
-    M = (torch.zeros_like(ci).scatter_add_(1, a, _safe_div(t_in, d_in, eps))
-         .scatter_add_(1, b, _safe_div(t_ref, d_ref, eps)))     # (nC, K, L) multipliers
-    delta = F.unfold((x - xd).reshape(n * C, 1, H, W), k, dilation=d, padding=p, stride=s)   # (nC, K, L)
-    y = pool(xd)                                                 # (n, C, Ho, Wo)
-    y_x = y + (delta * M).sum(1).view_as(y)                      # value y, gradient fold(M * grad)
-    return torch.cat([y_x, pool(r.detach())])
+    diff = ci4 - cr[None]                                        # (m, KC, K, L) Delta x per window entry
+    d_in, d_ref = diff.gather(2, a), diff.gather(2, b)           # Delta x at the two argmaxes
+    M = (torch.zeros_like(diff).scatter_add_(2, a, _safe_div(t_in, d_in, eps))
+         .scatter_add_(2, b, _safe_div(t_ref, d_ref, eps)))     # multipliers per window entry
+    y = F.max_pool2d(xd, k, s, p, d)                             # (n, C, Ho, Wo)
+    fold = {"kernel_size": k, "dilation": d, "padding": p, "stride": s}
+    y_x = _FoldedMultiplier.apply(x, y, M.view(n * C, *M.shape[2:]), fold)
+    return torch.cat([y_x, F.max_pool2d(rd, k, s, p, d)])
 
 
 def _safe_div(num: torch.Tensor, den: torch.Tensor, eps: float) -> torch.Tensor:
