@@ -15,10 +15,10 @@ def _run_config(quick: bool):
 
     model = TransformerConfig(family="llama", vocab_size=2048, n_layers=4 if not quick else 2, n_heads=4,
                               n_kv_heads=2, d_model=128, d_ff=352, max_seq_len=256)
-    steps = 60 if quick else 200
-    train = TrainConfig(steps=steps, batch_size=8 if quick else 16, lr=3e-3, warmup_steps=10, log_every=5,
-                        eval_every=steps // 6, seed=0)
-    data = DataConfig(seq_len=64 if quick else 128, eval_batches=4, max_chars=1_000_000)
+    steps = 100 if quick else 200
+    train = TrainConfig(steps=steps, batch_size=8, lr=4e-3 if quick else 3e-3, warmup_steps=10, log_every=5,
+                        eval_every=20, seed=0)
+    data = DataConfig(seq_len=64 if quick else 128, eval_batches=4 if quick else 8)
     return LLMRunConfig(model=model, train=train, data=data)
 
 
@@ -96,7 +96,7 @@ def tour(ctx: TourContext) -> Section:
     out = generate(model, ids, 60 if ctx.quick else 120, temperature=0.8, top_k=40,
                    generator=torch.Generator().manual_seed(0))
     sample = tok.decode(out[0].tolist())
-    fig_t, rows_t = _attention_timing([512, 1024, 2048] if ctx.quick else [1024, 2048, 4096, 8192])
+    fig_t, rows_t = _attention_timing([1024, 2048, 4096] if ctx.quick else [1024, 2048, 4096, 8192])
     ev = [h for h in result.history if "eval/val_loss" in h]
     summary = (f"A {model.num_params() / 1e6:.2f}M-parameter LLaMA (RMSNorm, SwiGLU, RoPE, GQA 4/2) trained "
                f"{cfg.train.steps} steps on pycorpus in {seconds:.0f} s: held-out loss "

@@ -76,19 +76,22 @@ def stream(model: Transformer, input_ids: torch.Tensor, max_new_tokens: int, *,
     running = torch.ones(b, dtype=torch.bool, device=device)
     logits = model(input_ids, positions, mask, cache)[:, -1]                   # (B, V)
     pos = positions[:, -1:]                                                    # (B, 1)
-    ones = torch.ones(b, 1, dtype=torch.bool, device=device)
+    track_seen = repetition_penalty != 1.0
     for step in range(max_new_tokens):
         tok = next_token(logits.float(), seen, temperature=temperature, top_k=top_k, top_p=top_p,
                          repetition_penalty=repetition_penalty, generator=generator)
         tok = torch.where(running, tok, torch.full_like(tok, pad_id))          # (B,)
         yield tok
-        seen[torch.arange(b, device=device), tok] = True
+        if track_seen:
+            seen[torch.arange(b, device=device), tok] = True
+        if step == max_new_tokens - 1:
+            return
         if stops.numel():
             running &= ~torch.isin(tok, stops)
-        if step == max_new_tokens - 1 or not bool(running.any()):
-            return
+            if not bool(running.any()):
+                return
         pos = pos + 1
-        logits = model(tok[:, None], pos, ones, cache)[:, -1]                  # (B, V)
+        logits = model(tok[:, None], pos, None, cache)[:, -1]                  # (B, V)
 
 
 def generate(model: Transformer, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,

@@ -206,6 +206,7 @@ class Transformer(nn.Module):
             x = x + self.pos_emb(positions)                                    # (B, T, C)
         if self.rope is not None:
             cos, sin = self.rope(positions)                                    # (B, T, D) each
+            cos, sin = cos.to(x.dtype)[:, None], sin.to(x.dtype)[:, None]      # (B, 1, T, D)
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, cache[i] if cache else None, valid)
         return self.lm_head(self.norm(x))                                      # (B, T, V)

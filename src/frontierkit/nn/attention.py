@@ -100,12 +100,13 @@ class KVCache:
     def nbytes(self) -> int:
         return self.k.numel() * self.k.element_size() + self.v.numel() * self.v.element_size()
 
-    def store(self, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor) -> None:
-        """Write t new positions (B, Hkv, t, D) at ``length`` (the last ``size`` of them if rolling)."""
+    def store(self, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor | None) -> None:
+        """Write t new positions (B, Hkv, t, D) at ``length`` (the last ``size`` of them if rolling);
+        ``valid`` (B, t) marks real tokens, None: all real."""
         t = k.shape[2]
         if self.length + t > self.max_len:
             raise ValueError(f"KV cache holds {self.max_len} positions; cannot add {t} to {self.length}")
-        self.has_padding |= not bool(valid.all())
+        self.has_padding |= valid is not None and not bool(valid.all())
         keep = min(t, self.size)
         start = self.length + t - keep
         first = start % self.size if self.rolling else start
@@ -115,7 +116,7 @@ class KVCache:
             slots = torch.arange(start, start + keep, device=k.device) % self.size
         self.k[:, :, slots] = k[:, :, t - keep:]
         self.v[:, :, slots] = v[:, :, t - keep:]
-        self.valid[:, slots] = valid[:, t - keep:]
+        self.valid[:, slots] = True if valid is None else valid[:, t - keep:]
         self.length += t
 
     def filled(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -124,13 +125,13 @@ class KVCache:
         return self.k[:, :, :n], self.v[:, :, :n], self.valid[:, :n]
 
 
-def cached_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor,
+def cached_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor | None,
                      cache: KVCache, window: int | None) -> torch.Tensor:
-    """Attention of t new tokens against the cache; an empty cache is a prefill."""
+    """Attention of t new tokens against the cache; an empty cache is a prefill. valid (B, t) or None."""
     t = q.shape[2]
     if cache.length == 0:
         cache.store(k, v, valid)
-        return self_attention(q, k, v, window, None if bool(valid.all()) else valid)
+        return self_attention(q, k, v, window, valid)
     if cache.rolling and t != 1:
         raise ValueError("a rolling (sliding-window) KV cache takes one token per step after the prompt")
     offset = cache.length
@@ -172,7 +173,6 @@ class Attention(nn.Module):
         if cos is not None:
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
-            valid = valid if valid is not None else torch.ones(b, t, dtype=torch.bool, device=x.device)
             y = cached_attention(q, k, v, valid, cache, self.window)
         else:
             y = self_attention(q, k, v, self.window, valid)

@@ -117,8 +117,7 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """RoFormer eq. (34): x * cos + rotate_half(x) * sin; x (B, H, T, D), cos/sin (B, T, D)."""
-    cos, sin = cos.unsqueeze(1).to(x.dtype), sin.unsqueeze(1).to(x.dtype)   # (B, 1, T, D)
+    """RoFormer eq. (34): x * cos + rotate_half(x) * sin; x (B, H, T, D), cos/sin (B, 1, T, D)."""
     return x * cos + rotate_half(x) * sin
 
 
@@ -154,4 +153,6 @@ class RotaryEmbedding(nn.Module):
         inv_freq = self.frequencies(positions)
         freqs = positions.float()[..., None] * inv_freq.float()              # (B, T, D/2)
         emb = torch.cat((freqs, freqs), dim=-1)                               # (B, T, D)
+        if self.attention_scaling == 1.0:
+            return emb.cos(), emb.sin()
         return emb.cos() * self.attention_scaling, emb.sin() * self.attention_scaling
