@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -92,9 +91,12 @@ def torchrun(jobs: list[dict], tmp: Path, timeout: int = 240) -> None:
     path.write_text(json.dumps(jobs))
     env = dict(os.environ, OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu", PYTHONWARNINGS="ignore",
                TORCH_EXTENSIONS_DIR=os.environ.get("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions")))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(HERE), str(path)]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    from frontierkit.train.distributed import torchrun as launch
+    try:
+        rc, out, err = launch([str(HERE), str(path)], nproc=2, timeout=timeout, env=env, cwd=ROOT)
+    except TimeoutError as e:
+        pytest.fail(f"{e} (machine overloaded?)")
+    assert rc == 0, f"torchrun failed ({rc}):\n{out[-4000:]}\n{err[-6000:]}"
 
 
 def read(out: Path) -> dict:

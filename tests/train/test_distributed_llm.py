@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,10 +27,10 @@ def test_llm_train_fsdp_two_ranks_matches_single_process(tmp_path: Path):
     cfg = load_config(LLMRunConfig, ROOT / "configs/llm/tiny.toml", OVERRIDES)
     ref = train_llm(cfg, tmp_path / "single", quiet=True).history   # also warms the tokenizer cache
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "frontierkit.cli", "llm", "train", *ARGS, "--strategy", "fsdp", "--out", str(tmp_path / "fsdp")]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    from frontierkit.train.distributed import torchrun
+    rc, out, err = torchrun(["-m", "frontierkit.cli", "llm", "train", *ARGS, "--strategy", "fsdp",
+                             "--out", str(tmp_path / "fsdp")], nproc=2, timeout=240, env=env, cwd=ROOT)
+    assert rc == 0, out[-3000:] + err[-5000:]
     rows = [json.loads(line) for line in (tmp_path / "fsdp" / "metrics.jsonl").read_text().splitlines()]
     got = [r for r in rows if "loss" in r]                     # rank 0 logs; rank 1's tracker is silenced
     assert [r["step"] for r in got] == [h["step"] for h in ref] == [1, 2]

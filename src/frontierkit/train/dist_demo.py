@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from ..report import Section, TourContext
+from .distributed import torchrun
 
 STRATEGIES = ("ddp", "zero1", "zero2", "fsdp")
 # recorded on the 2-core CPU (gloo, 2 ranks) with this demo's model, when a live run does not fit
@@ -84,11 +84,10 @@ def run_live(out: Path, timeout: float) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "spec.json").write_text(json.dumps({"out": str(out)}))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "frontierkit.train.dist_demo", str(out / "spec.json")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-2000:])
+    rc, _, err = torchrun(["-m", "frontierkit.train.dist_demo", str(out / "spec.json")], nproc=2,
+                          timeout=timeout, env=env)
+    if rc != 0:
+        raise RuntimeError(err[-2000:])
     return json.loads((out / "results.json").read_text())
 
 

@@ -114,3 +114,23 @@ def full_tensor(t: torch.Tensor) -> torch.Tensor:
     """The whole tensor on every rank (all-gather for a DTensor)."""
     from torch.distributed.tensor import DTensor
     return t.full_tensor() if isinstance(t, DTensor) else t
+
+
+def torchrun(args: list[str], nproc: int = 2, timeout: float = 300, env: dict[str, str] | None = None,
+             cwd: str | os.PathLike | None = None) -> tuple[int, str, str]:
+    """``python -m torch.distributed.run --standalone --nproc_per_node N ARGS`` in its own session;
+    returns (returncode, stdout, stderr). On timeout the launcher and every rank are killed (no orphans)
+    and TimeoutError is raised."""
+    import signal
+    import subprocess
+    import sys
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), *args]
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise TimeoutError(f"torchrun {' '.join(args[:3])} did not finish within {timeout:.0f} s") from None
+    return proc.returncode, out, err
