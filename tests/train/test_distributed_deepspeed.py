@@ -24,7 +24,10 @@ ZERO2_JSON = ROOT / "configs" / "deepspeed" / "zero2.json"
 @pytest.fixture(scope="module")
 def ds_runs(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("ds")
-    for name, cfg in (("single", PARITY), ("single-chain6", dict(CHAIN, steps=6))):
+    clip1 = tmp / "clip1.json"   # DeepSpeed's default made explicit: the JSON's value must win over train.grad_clip
+    clip1.write_text(json.dumps({"zero_optimization": {"stage": 2}, "gradient_clipping": 1.0}))
+    for name, cfg in (("single", PARITY), ("single-chain6", dict(CHAIN, steps=6)),
+                      ("single-clip1", dict(PARITY, grad_clip=1.0))):
         (tmp / name).mkdir()
         (tmp / name / "result.json").write_text(json.dumps(run_job(cfg, str(tmp / name))))
     ds = lambda path: {"strategy": "deepspeed", "deepspeed_config": str(path)}  # noqa: E731
@@ -33,7 +36,8 @@ def ds_runs(tmp_path_factory) -> Path:
             {"cfg": dict(PARITY, **ds(ZERO2_JSON)), "out": str(tmp / "zero2")},
             {"cfg": dict(PARITY, **ds(SEED_JSON)), "out": str(tmp / "seed")},
             {"cfg": dict(CHAIN, steps=3, **ds(SEED_JSON)), "out": chain},
-            {"cfg": dict(CHAIN, steps=6, **ds(SEED_JSON)), "out": chain}]
+            {"cfg": dict(CHAIN, steps=6, **ds(SEED_JSON)), "out": chain},
+            {"cfg": dict(PARITY, **ds(clip1)), "out": str(tmp / "clip1")}]
     torchrun(jobs, tmp, timeout=420)
     return tmp
 
@@ -91,3 +95,29 @@ def test_deepspeed_config_takes_batch_and_clipping_from_train_config(tmp_path: P
         deepspeed_config(TrainConfig(strategy="deepspeed", deepspeed_config=str(bf16), precision="bf16"), world=1)
     with pytest.raises(ConfigError, match="train.deepspeed_config"):
         deepspeed_config(TrainConfig(strategy="deepspeed", deepspeed_config=str(tmp_path / "nope.json")), world=1)
+
+
+@pytest.mark.slow
+def test_deepspeed_json_gradient_clipping_wins(ds_runs: Path):
+    """A JSON with gradient_clipping=1.0 (DeepSpeed's default) and train.grad_clip=0.1: DeepSpeed clips at
+    1.0, i.e. equals the single-process run with grad_clip=1.0 within 1e-5 and differs from the 0.1 run."""
+    got = read(ds_runs / "clip1")
+    ref1, ref01 = read(ds_runs / "single-clip1"), read(ds_runs / "single")
+    assert max(abs(a - b) for a, b in zip(ref1["losses"], got["losses"])) < TOL
+    assert max_weight_diff(ds_runs / "single-clip1", ds_runs / "clip1") < TOL
+    assert max_weight_diff(ds_runs / "single", ds_runs / "clip1") > 1e-3 and ref01["losses"] != got["losses"]
+
+
+def test_checkpoints_refuse_the_other_engine(tmp_path: Path):
+    """A DeepSpeed checkpoint does not load into a torch strategy (and vice versa): CheckpointError says why."""
+    import torch
+    from frontierkit.errors import CheckpointError
+    from frontierkit.train import Trainer, TrainConfig
+    from test_distributed import TinyMLP, mse_loss, tiny_data
+    step = tmp_path / "checkpoints" / "step-0000001"
+    (step / "deepspeed").mkdir(parents=True)
+    torch.save({"step": 1, "world": 2}, step / "trainer.pt")
+    (tmp_path / "checkpoints" / "latest").write_text(step.name)
+    trainer = Trainer(TinyMLP(), mse_loss, tiny_data(), TrainConfig(**PARITY), out=tmp_path, quiet=True)
+    with pytest.raises(CheckpointError, match="--strategy deepspeed"):
+        trainer.maybe_resume()
