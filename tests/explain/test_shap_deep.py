@@ -183,3 +183,28 @@ def test_additivity_check_raises_for_an_inexact_model():
     x, bg = _data(n=2, k=4)
     with pytest.raises(AdditivityError, match="do not add up"):
         DeepExplainer(HiddenProduct(), bg).shap_values(x)
+
+
+class OddPoolCNN(nn.Module):
+    """Module max-pool on a 7x7 map (a remainder row/column outside every window)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.act, self.pool, self.fc = nn.Conv2d(1, 4, 2), nn.ReLU(), nn.MaxPool2d(2), nn.Linear(36, 10)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.act(self.conv(x))).flatten(1))
+
+
+def test_deepshap_tiling_maxpool_with_remainder_matches_shap():
+    """Oracle: shap.DeepExplainer on a 7x7 -> 3x3 max-pool (our reshape fast path + zero-padded
+    remainder); atol 1e-5, and additivity 1e-4."""
+    import shap
+    torch.manual_seed(3)
+    model = OddPoolCNN().eval()
+    x, bg = _data(n=3, k=8)
+    exp = DeepExplainer(model, bg)
+    ours = exp.shap_values(x)
+    ref = np.asarray(shap.DeepExplainer(model, bg).shap_values(x, check_additivity=False))
+    np.testing.assert_allclose(ours.numpy(), ref, atol=1e-5)
+    assert additivity_error(model, x, ours, exp.expected_value) < 1e-4

@@ -131,8 +131,12 @@ class _FoldedMultiplier(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        (M,) = ctx.saved_tensors                                 # (nC, K, L)
+        (M,) = ctx.saved_tensors
         n, C, H, W = ctx.x_shape
+        if ctx.fold is None:                                     # tiling windows: M is (n, C, Ho, kh, Wo, kw)
+            Ho, kh, Wo, kw = M.shape[2:]
+            gx = (grad[:, :, :, None, :, None] * M).reshape(n, C, Ho * kh, Wo * kw)
+            return F.pad(gx, (0, W - Wo * kw, 0, H - Ho * kh)), None, None, None
         g = grad.reshape(n * C, 1, -1) * M                       # (nC, K, L)
         gx = F.fold(g, output_size=(H, W), **ctx.fold)           # overlapping windows are summed
         return gx.view(n, C, H, W), None, None, None
@@ -150,7 +154,13 @@ def max_pool2d_rule(t: torch.Tensor, pairing: Pairing, kernel_size: Any, stride:
     xd, rd = x.detach(), r.detach()
     n, C, H, W = xd.shape
 
+    tiling = s == k and not any(p) and d == (1, 1)              # windows tile the image: reshape, no unfold
+    Ho, Wo = (H - k[0]) // s[0] + 1, (W - k[1]) // s[1] + 1
+
     def windows(v: torch.Tensor) -> torch.Tensor:              # (B, C, H, W) -> (B*C, K, L)
+        if tiling:
+            v = v[:, :, :Ho * k[0], :Wo * k[1]].reshape(v.shape[0], v.shape[1], Ho, k[0], Wo, k[1])
+            return v.permute(0, 1, 3, 5, 2, 4).reshape(-1, k[0] * k[1], Ho * Wo)
         if any(p):
             v = F.pad(v, (p[1], p[1], p[0], p[0]), value=float("-inf"))
         return F.unfold(v.reshape(-1, 1, *v.shape[2:]), k, dilation=d, stride=s)
@@ -169,8 +179,11 @@ def max_pool2d_rule(t: torch.Tensor, pairing: Pairing, kernel_size: Any, stride:
     M = (torch.zeros_like(diff).scatter_add_(2, a, _safe_div(t_in, d_in, eps))
          .scatter_add_(2, b, _safe_div(t_ref, d_ref, eps)))     # multipliers per window entry
     y = F.max_pool2d(xd, k, s, p, d)                             # (n, C, Ho, Wo)
-    fold = {"kernel_size": k, "dilation": d, "padding": p, "stride": s}
-    y_x = _FoldedMultiplier.apply(x, y, M.view(n * C, *M.shape[2:]), fold)
+    if tiling:                                                   # (n, C, Ho, kh, Wo, kw) for a broadcast backward
+        M, fold = M.view(n, C, k[0], k[1], Ho, Wo).permute(0, 1, 4, 2, 5, 3).contiguous(), None
+    else:
+        M, fold = M.view(n * C, *M.shape[2:]), {"kernel_size": k, "dilation": d, "padding": p, "stride": s}
+    y_x = _FoldedMultiplier.apply(x, y, M, fold)
     return torch.cat([y_x, F.max_pool2d(rd, k, s, p, d)])
 
 
