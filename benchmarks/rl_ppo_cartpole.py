@@ -27,7 +27,7 @@ def run_ours(seed: int, steps: int) -> dict:
     run = PPORunConfig(env=EnvConfig(id=ENV, seed=seed), ppo=PPOConfig(total_steps=steps),
                        eval=EvalConfig(every=10_000, episodes=10))
     r = train(run)
-    return {"final_return": r.final_return, "final_std": r.history[-1]["eval_std"], "steps_per_s": r.steps_per_second,
+    return {"final_return": r.final_return, "final_std": r.history[-1]["eval_std"], "steps_per_s": r.steps_per_second, "steps_per_cpu_s": r.steps_per_cpu_second,
             "curve": r.history, "first_step_475": next((h["step"] for h in r.history if h["eval_return"] >= 475), None)}
 
 
@@ -39,11 +39,11 @@ def run_sb3(seed: int, steps: int) -> dict:
     model = PPO("MlpPolicy", env, n_steps=32, batch_size=256, n_epochs=20, gamma=0.98, gae_lambda=0.8,
                 learning_rate=lambda p: 1e-3 * p, clip_range=lambda p: 0.2 * p, ent_coef=0.0, seed=seed,
                 device="cpu", verbose=0)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     model.learn(steps)
-    sps = steps / (time.perf_counter() - t0)
+    sps, cpu_sps = steps / (time.perf_counter() - t0), steps / (time.process_time() - c0)
     rets = evaluate(lambda o: model.predict(o, deterministic=True)[0], ENV, 10, 10_000)
-    return {"final_return": float(np.mean(rets)), "final_std": float(np.std(rets)), "steps_per_s": sps}
+    return {"final_return": float(np.mean(rets)), "final_std": float(np.std(rets)), "steps_per_s": sps, "steps_per_cpu_s": cpu_sps}
 
 
 def main() -> None:
@@ -56,22 +56,25 @@ def main() -> None:
     for seed in args.seeds:  # interleaved so both see the same machine load
         raw["ours"].append(run_ours(seed, args.steps))
         raw["sb3"].append(run_sb3(seed, args.steps))
-        print(f"seed {seed}: ours {raw['ours'][-1]['final_return']:.1f} @ {raw['ours'][-1]['steps_per_s']:.0f}/s, "
-              f"sb3 {raw['sb3'][-1]['final_return']:.1f} @ {raw['sb3'][-1]['steps_per_s']:.0f}/s", flush=True)
+        print(f"seed {seed}: ours {raw['ours'][-1]['final_return']:.1f} @ {raw['ours'][-1]['steps_per_cpu_s']:.0f}/cpu-s, "
+              f"sb3 {raw['sb3'][-1]['final_return']:.1f} @ {raw['sb3'][-1]['steps_per_cpu_s']:.0f}/cpu-s", flush=True)
     for lib in ("ours", "sb3"):
         res = raw[lib]
         rows.append({"library": "frontierkit" if lib == "ours" else "stable-baselines3 " + __import__("stable_baselines3").__version__,
                      "seeds": len(res), "env steps": args.steps,
                      "eval return (mean ± std over seeds)": mean_std([r["final_return"] for r in res]),
                      "seeds ≥ 475": sum(r["final_return"] >= 475 for r in res),
-                     "env steps/s": float(np.mean([r["steps_per_s"] for r in res]))})
-    ratio = float(np.mean([o["steps_per_s"] / s["steps_per_s"] for o, s in zip(raw["ours"], raw["sb3"])]))
+                     "env steps/s (wall)": float(np.mean([r["steps_per_s"] for r in res])),
+                     "env steps per CPU-s": float(np.mean([r["steps_per_cpu_s"] for r in res]))})
+    ratios = [o["steps_per_cpu_s"] / s["steps_per_cpu_s"] for o, s in zip(raw["ours"], raw["sb3"])]
+    ratio = float(np.mean(ratios))
     rows[0]["speed ratio vs SB3"] = ratio
     notes = [f"goal eval return ≥ 475 at {args.steps} steps: "
              f"{'met' if all(r['final_return'] >= 475 for r in raw['ours']) else 'NOT met'} "
              f"({[round(r['final_return'], 1) for r in raw['ours']]})",
-             f"goal env steps/s ≥ 1.5× SB3: {'met' if ratio >= 1.5 else 'NOT met'} (ratio {ratio:.2f}, per-seed mean)",
-             "eval: 10 deterministic episodes, seeds 10000..10009; throughput excludes evaluation",
+             f"goal env steps/s ≥ 1.5× SB3: {'met' if ratio >= 1.5 else 'NOT met'} (ratio {ratio:.2f} of steps per CPU-second, per-seed mean)",
+             f"per-seed speed ratios {[round(r, 2) for r in ratios]}, median {float(np.median(ratios)):.2f}",
+             "eval: 10 deterministic episodes, seeds 10000..10009; throughput excludes evaluation. The speed ratio uses process CPU time (time.process_time) because the 2-core machine is shared with other jobs, which makes wall-clock rates swing by 2x between runs; both libraries run single-threaded (1 torch thread)",
              "first env step with eval ≥ 475 (ours, eval every 10k): "
              + str([r["first_step_475"] for r in raw["ours"]])]
     write_results("rl_ppo_cartpole", {"raw": raw, "ratio": ratio}, rows,

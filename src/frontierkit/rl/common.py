@@ -55,6 +55,9 @@ class RLResult:
     train_returns: list[tuple[int, float]] = field(default_factory=list)
     """(env step, return) of each finished training episode (online algorithms)"""
     steps_per_second: float = 0.0
+    """training steps per wall-clock second (evaluation excluded)"""
+    steps_per_cpu_second: float = 0.0
+    """training steps per second of this process's CPU time (robust to other jobs sharing the machine)"""
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -88,7 +91,8 @@ class Progress:
     """tqdm bar over steps (silent when quiet) plus a wall clock."""
 
     def __init__(self, total: int, desc: str, quiet: bool):
-        self.t0 = time.perf_counter()
+        self.t0, self.cpu0 = time.perf_counter(), time.process_time()
+        self.excluded, self.cpu_excluded = 0.0, 0.0
         self.bar = None
         if not quiet:
             from tqdm import tqdm
@@ -102,6 +106,20 @@ class Progress:
 
     def seconds(self) -> float:
         return time.perf_counter() - self.t0
+
+    def exclude(self, fn, *args):
+        """Run ``fn(*args)`` (an evaluation) off the clock: its wall and CPU time are not training time."""
+        t, c = time.perf_counter(), time.process_time()
+        out = fn(*args)
+        self.excluded += time.perf_counter() - t
+        self.cpu_excluded += time.process_time() - c
+        return out
+
+    def rates(self, steps: int) -> tuple[float, float]:
+        """(steps per wall second, steps per CPU second) of training so far, evaluations excluded."""
+        wall = time.perf_counter() - self.t0 - self.excluded
+        cpu = time.process_time() - self.cpu0 - self.cpu_excluded
+        return steps / max(wall, 1e-9), steps / max(cpu, 1e-9)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -80,9 +80,9 @@ class IQLLearner:
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.value = ValueNet(obs_dim, cfg.hidden)
         self.actor = GaussianPolicy(obs_dim, act_dim, cfg.hidden, torch.as_tensor(low), torch.as_tensor(high))
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, fused=True)
+        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr, fused=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
         self.actor_sched = (torch.optim.lr_scheduler.CosineAnnealingLR(self.actor_opt, cfg.steps)
                             if cfg.cosine_actor_lr else None)
 

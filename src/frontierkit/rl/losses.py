@@ -64,8 +64,8 @@ def tanh_gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, pre_tanh: 
     ``mean``, ``log_std``, ``pre_tanh``: (B, A). log(1 - tanh²u) = 2(log 2 - u - softplus(-2u)) is the
     numerically stable form. A constant ``action_scale`` subtracts Σ log scale (change of variables).
     """
-    normal = torch.distributions.Normal(mean, log_std.exp())
-    log_mu = normal.log_prob(pre_tanh).sum(-1)  # (B,)
+    z = (pre_tanh - mean) * torch.exp(-log_std)  # (B, A) standardised u
+    log_mu = (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)  # (B,) Gaussian log-density
     log_det = (2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))).sum(-1)  # (B,)
     scale = torch.as_tensor(action_scale, dtype=mean.dtype).expand(mean.shape[-1])  # (A,)
     return log_mu - log_det - scale.log().sum()

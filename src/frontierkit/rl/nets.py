@@ -198,7 +198,7 @@ class GaussianPolicy(BoundedActions):
     def dist(self, obs: torch.Tensor) -> torch.distributions.Normal:
         mean = torch.tanh(self.trunk(obs)) * self.action_scale + self.action_bias  # (B, A)
         std = self.log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp() * self.action_scale  # (A,)
-        return torch.distributions.Normal(mean, std.expand_as(mean))
+        return torch.distributions.Normal(mean, std.expand_as(mean), validate_args=False)
 
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.dist(obs).log_prob(action).sum(-1)  # (B,)

@@ -34,16 +34,14 @@ def train_offline(algo: str, learner: Any, policy: torch.nn.Module, dataset: Any
     buffer = dataset.buffer()
     result = RLResult(policy, model_config)
     progress = Progress(steps, f"{algo} {Path(dataset.path).name}", quiet)
-    eval_seconds, stats = 0.0, {}
+    stats = {}
     for step in range(1, steps + 1):
         stats = learner.update(buffer.sample(batch_size, gen))
         progress.update(1)
         if tracker is not None and step % 1000 == 0:
             tracker.log_metrics(stats, step)
         if (evalc.every and step % evalc.every == 0) or step == steps:
-            t0 = progress.seconds()
-            mean, std = evaluate_policy(policy, dataset.env_id, evalc.episodes, evalc.seed)
-            eval_seconds += progress.seconds() - t0
+            mean, std = progress.exclude(evaluate_policy, policy, dataset.env_id, evalc.episodes, evalc.seed)
             row = {"step": step, "eval_return": mean, "eval_std": std,
                    "normalized_score": dataset.normalized_score(mean)}
             result.history.append(row)
@@ -51,7 +49,7 @@ def train_offline(algo: str, learner: Any, policy: torch.nn.Module, dataset: Any
                 tracker.log_metrics({k: v for k, v in row.items() if k != "step"}, step)
     progress.close()
     result.seconds = progress.seconds()
-    result.steps_per_second = steps / max(result.seconds - eval_seconds, 1e-9)
+    result.steps_per_second, result.steps_per_cpu_second = progress.rates(steps)
     result.extra.update(learner=learner, last_stats=stats)
     if out is not None:
         save_policy(out, result, run_config, steps)

@@ -173,7 +173,6 @@ def train(run: PPORunConfig, out: str | Path | None = None, tracker: Any = None,
     n_updates = max(1, cfg.total_steps // (cfg.n_envs * cfg.n_steps))
     obs, step, next_eval = envs.reset(), 0, run.eval.every or None
     progress = Progress(n_updates * cfg.n_envs * cfg.n_steps, f"ppo {run.env.id}", quiet)
-    eval_seconds = 0.0
     for it in range(n_updates):
         frac = 1.0 - it / n_updates  # linear annealing
         for group in opt.param_groups:
@@ -183,7 +182,7 @@ def train(run: PPORunConfig, out: str | Path | None = None, tracker: Any = None,
         buf.advantages, buf.returns = gae(buf.rewards, buf.values, buf.dones, last_value, cfg.gamma, cfg.gae_lambda)
         stats = update(agent, opt, buf, cfg, cfg.clip_coef * frac if cfg.anneal_clip else cfg.clip_coef, gen)
         recent = [r for _, r in result.train_returns[-20:]]
-        stats.update(lr=opt.param_groups[0]["lr"], sps=step / max(progress.seconds() - eval_seconds, 1e-9))
+        stats.update(lr=opt.param_groups[0]["lr"], sps=progress.rates(step)[0])
         if recent:
             stats["episodic_return"] = float(np.mean(recent))
         if tracker is not None:
@@ -191,9 +190,7 @@ def train(run: PPORunConfig, out: str | Path | None = None, tracker: Any = None,
         progress.update(cfg.n_envs * cfg.n_steps, ret=stats.get("episodic_return", float("nan")),
                         kl=stats["approx_kl"])
         if (next_eval is not None and step >= next_eval) or it == n_updates - 1:
-            t0 = progress.seconds()
-            mean, std = evaluate_policy(agent, run.env.id, run.eval.episodes, run.eval.seed)
-            eval_seconds += progress.seconds() - t0
+            mean, std = progress.exclude(evaluate_policy, agent, run.env.id, run.eval.episodes, run.eval.seed)
             result.history.append({"step": step, "eval_return": mean, "eval_std": std})
             if tracker is not None:
                 tracker.log_metrics({"eval_return": mean, "eval_std": std}, step)
@@ -202,7 +199,7 @@ def train(run: PPORunConfig, out: str | Path | None = None, tracker: Any = None,
     progress.close()
     envs.close()
     result.seconds = progress.seconds()
-    result.steps_per_second = step / max(result.seconds - eval_seconds, 1e-9)
+    result.steps_per_second, result.steps_per_cpu_second = progress.rates(step)
     if out is not None:
         save_policy(out, result, run, step)
     return result

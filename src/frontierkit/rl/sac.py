@@ -99,8 +99,8 @@ class SACLearner:
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(float(np.log(cfg.alpha)), requires_grad=True)
         self.target_entropy = -float(act_dim) if cfg.target_entropy is None else cfg.target_entropy
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, fused=True)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
 
     @property
@@ -165,7 +165,7 @@ def train(run: SACRunConfig, out: str | Path | None = None, tracker: Any = None,
     buffer = ReplayBuffer(min(cfg.buffer_size, cfg.total_steps), info["obs_dim"], info["act_dim"])
     result = RLResult(learner.actor, model_config("sac", run.env.id, info, cfg.hidden))
     obs, _ = env.reset(seed=run.env.seed)
-    ep_return, stats, eval_seconds = 0.0, {}, 0.0
+    ep_return, stats = 0.0, {}
     progress = Progress(cfg.total_steps, f"sac {run.env.id}", quiet)
     for step in range(1, cfg.total_steps + 1):
         if step <= cfg.learning_starts:
@@ -189,18 +189,16 @@ def train(run: SACRunConfig, out: str | Path | None = None, tracker: Any = None,
                 tracker.log_metrics(stats, step)
         progress.update(1)
         if (run.eval.every and step % run.eval.every == 0) or step == cfg.total_steps:
-            t0 = progress.seconds()
-            mean, std = evaluate_policy(learner.actor, run.env.id, run.eval.episodes, run.eval.seed)
-            eval_seconds += progress.seconds() - t0
+            mean, std = progress.exclude(evaluate_policy, learner.actor, run.env.id, run.eval.episodes, run.eval.seed)
             result.history.append({"step": step, "eval_return": mean, "eval_std": std})
             if tracker is not None:
                 tracker.log_metrics({"eval_return": mean, "eval_std": std}, step)
             if on_eval is not None:
-                on_eval(step, mean, learner, buffer)
+                progress.exclude(on_eval, step, mean, learner, buffer)
     progress.close()
     env.close()
     result.seconds = progress.seconds()
-    result.steps_per_second = cfg.total_steps / max(result.seconds - eval_seconds, 1e-9)
+    result.steps_per_second, result.steps_per_cpu_second = progress.rates(cfg.total_steps)
     result.extra.update(buffer=buffer, learner=learner)
     if out is not None:
         save_policy(out, result, run, cfg.total_steps)
