@@ -42,7 +42,8 @@ def jobs(args: argparse.Namespace, tmp: Path) -> list[dict]:
         import deepspeed  # noqa: F401
         ds = ROOT / "configs" / "deepspeed"
         if args.precision == "fp32":
-            out += [{"name": "deepspeed-zero2", "cfg": dict(base, strategy="deepspeed", deepspeed_config=str(ds / "zero2.json"))},
+            out += [{"name": "deepspeed-zero2", "cfg": dict(base, strategy="deepspeed",
+                                                            deepspeed_config=str(ds / "zero2.json"))},
                     {"name": "deepspeed-seed", "cfg": dict(base, strategy="deepspeed",
                                                            deepspeed_config=str(ds / "zero3_offload.json"))}]
         else:  # DeepSpeed's bf16 comes from its JSON (train.precision stays fp32: no double mixed precision)
@@ -68,7 +69,8 @@ def worker(spec_file: str) -> None:
     for job in spec["jobs"]:
         torch.manual_seed(0)
         model = Transformer(TransformerConfig(family="llama", **SIZES[spec["size"]]))
-        tokens = torch.randint(0, SIZES[spec["size"]]["vocab_size"], (200_000,), generator=torch.Generator().manual_seed(0))
+        vocab = SIZES[spec["size"]]["vocab_size"]
+        tokens = torch.randint(0, vocab, (200_000,), generator=torch.Generator().manual_seed(0))
         data = TokenBatches(tokens, batch_size=job["cfg"]["batch_size"], seq_len=spec["seq_len"], seed=0)
 
         def loss_fn(m, batch):
@@ -86,8 +88,8 @@ def worker(spec_file: str) -> None:
             tps = [h["tokens_per_s"] for h in trainer.history[1:]]
             Path(job["out"], "bench.json").write_text(json.dumps(
                 {"memory": trainer.memory, "tokens_per_s": statistics.median(tps) if tps else None,
-                 "peak_mib": peaks, "n_params": sum(p.numel() for p in model.parameters()) if job["cfg"]["strategy"] == "ddp" else None,
-                 "losses": [h["loss"] for h in trainer.history]}))
+                 "peak_mib": peaks, "losses": [h["loss"] for h in trainer.history],
+                 "n_params": sum(p.numel() for p in model.parameters()) if job["cfg"]["strategy"] == "ddp" else None}))
         dist.barrier()
         del trainer, model
     dist.destroy_process_group()

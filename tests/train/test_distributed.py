@@ -143,8 +143,8 @@ def runs(tmp_path_factory) -> Path:
         (tmp / f"single-{low}" / "result.json").write_text(json.dumps(run_job(dict(PARITY, precision=low),
                                                                               str(tmp / f"single-{low}"))))
     jobs = [{"cfg": dict(PARITY, strategy=s), "out": str(tmp / s)} for s in TORCH_STRATEGIES]
-    jobs += [{"cfg": dict(PARITY, strategy=s, precision="bf16"), "out": str(tmp / f"{s}-bf16")} for s in TORCH_STRATEGIES]
-    jobs += [{"cfg": dict(PARITY, strategy=s, precision="fp16"), "out": str(tmp / f"{s}-fp16")} for s in ("ddp", "zero1")]
+    for low, strategies in (("bf16", TORCH_STRATEGIES), ("fp16", ("ddp", "zero1"))):
+        jobs += [{"cfg": dict(PARITY, strategy=s, precision=low), "out": str(tmp / f"{s}-{low}")} for s in strategies]
     for s in ("fsdp", "zero1"):  # 2 ranks -> 1 rank -> 2 ranks, one checkpoint each way
         out = str(tmp / f"chain-{s}")
         jobs += [{"cfg": dict(CHAIN, steps=3, strategy=s), "out": out},

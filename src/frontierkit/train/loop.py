@@ -76,7 +76,7 @@ class TrainConfig:
     keep_ckpts: int = 2
     """how many step checkpoints to keep"""
     strategy: StrategyName = "single"
-    """single, ddp, zero1 (sharded optimizer state), zero2 (+ sharded gradients), fsdp (FSDP2 = ZeRO-3) or deepspeed; launch multi-rank runs with torchrun"""
+    """single, ddp, zero1 (sharded optimizer state), zero2 (+ sharded grads), fsdp (ZeRO-3) or deepspeed (torchrun)"""
     deepspeed_config: str = ""
     """strategy=deepspeed: path of the DeepSpeed JSON (e.g. configs/deepspeed/zero3_offload.json)"""
     cpu_offload: bool = False
@@ -366,10 +366,11 @@ class Trainer:
             self.tracker.log_metrics({f"memory/rank{row['rank']}/{k}": float(row[k])
                                       for k in ("param_bytes", "grad_bytes", "optim_bytes")}, self.step)
         if not self.quiet:
+            import sys
             for row in self.memory:
                 print(f"[memory] {row['strategy']} rank {row['rank']}/{row['world']}: params "
                       f"{row['param_bytes'] / 2**20:.2f} MiB, grads {row['grad_bytes'] / 2**20:.2f} MiB, "
-                      f"optimizer state {row['optim_bytes'] / 2**20:.2f} MiB")
+                      f"optimizer state {row['optim_bytes'] / 2**20:.2f} MiB", file=sys.stderr)
 
     def export(self) -> Path:
         """Final weights as ``<out>/model`` (config.json + model.safetensors, no trainer state);

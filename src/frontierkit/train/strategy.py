@@ -285,7 +285,8 @@ class _DistributedMixin:
             new = pointer.with_name(f".latest-{os.getpid()}")
             new.write_text(final.name)
             os.replace(new, pointer)
-            for old in sorted(p for p in ckpt.checkpoint_dir(trainer.out).glob("step-*") if p.is_dir())[:-self.cfg.keep_ckpts]:
+            steps = sorted(p for p in ckpt.checkpoint_dir(trainer.out).glob("step-*") if p.is_dir())
+            for old in steps[:-self.cfg.keep_ckpts]:
                 if old != final:
                     shutil.rmtree(old, ignore_errors=True)
         dist.barrier()
@@ -357,8 +358,7 @@ class FSDPStrategy(DDPStrategy):
                                   "reshard_after_forward": self.name == "fsdp"}
         if self.cfg.cpu_offload:
             kwargs["offload_policy"] = CPUOffloadPolicy(pin_memory=torch.cuda.is_available())
-        blocks = [b for m in model.modules() if isinstance(m, nn.ModuleList) for b in m]
-        for block in blocks:
+        for block in _outermost_blocks(model):
             fully_shard(block, **kwargs)
         fully_shard(model, **kwargs)
         self.optimizer = make_optimizer(self.module, self.cfg)
@@ -393,6 +393,13 @@ class FSDPStrategy(DDPStrategy):
         return float(norm)
 
 
+def _outermost_blocks(model: nn.Module) -> list[nn.Module]:
+    """Elements of the model's ModuleLists (transformer blocks), minus those nested inside another one."""
+    blocks = [b for m in model.modules() if isinstance(m, nn.ModuleList) for b in m]
+    nested = {id(x) for b in blocks for x in b.modules() if x is not b}
+    return [b for b in blocks if id(b) not in nested]
+
+
 # ---- DeepSpeed ----------------------------------------------------------------------------------
 
 def deepspeed_config(cfg: "TrainConfig", world: int) -> dict[str, Any]:
@@ -410,7 +417,8 @@ def deepspeed_config(cfg: "TrainConfig", world: int) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"train.deepspeed_config={cfg.deepspeed_config!r} is invalid: not JSON ({e})") from None
     require(isinstance(conf, dict), "train.deepspeed_config", cfg.deepspeed_config, "must hold a JSON object")
-    require(cfg.batch_size % world == 0, "train.batch_size", cfg.batch_size, f"must be divisible by the world size {world}")
+    require(cfg.batch_size % world == 0, "train.batch_size", cfg.batch_size,
+            f"must be divisible by the world size {world}")
     want = {"train_micro_batch_size_per_gpu": cfg.batch_size // world,
             "gradient_accumulation_steps": cfg.grad_accum,
             "train_batch_size": cfg.batch_size * cfg.grad_accum}
@@ -446,7 +454,6 @@ class DeepSpeedStrategy(_DistributedMixin, Strategy):
     """
 
     def setup(self, model: nn.Module) -> None:
-        os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path(".cache/torch_extensions").resolve()))
         ds = require_extra("deepspeed", "deepspeed")
         self._init_group()
         ds.init_distributed(dist_backend=dist.get_backend(), verbose=False)
@@ -459,6 +466,7 @@ class DeepSpeedStrategy(_DistributedMixin, Strategy):
         self.engine = self.train_model = engine
         self.optimizer, self.scheduler = opt, sched
         self.stage = int(self.ds_config.get("zero_optimization", {}).get("stage", 0))
+        self._skipped = 0
 
     def _client_optimizer(self) -> torch.optim.Optimizer:
         """AdamW with our parameter groups; DeepSpeedCPUAdam (adamw_mode) when the optimizer is offloaded."""
@@ -485,7 +493,9 @@ class DeepSpeedStrategy(_DistributedMixin, Strategy):
     def optimizer_step(self, scaler: Any, grad_transform: Any, step: int) -> tuple[float, float]:
         """Already done by ``engine.step()`` at the accumulation boundary; report its pre-clip norm."""
         norm = self.engine.get_global_grad_norm()
-        return float(norm) if norm is not None else 0.0, float(getattr(self.engine, "skipped_steps", 0) > 0)
+        total = getattr(self.engine, "skipped_steps", 0)  # cumulative overflow skips (DeepSpeed fp16)
+        skipped, self._skipped = total - self._skipped, total
+        return float(norm) if norm is not None else 0.0, float(skipped > 0)
 
     def local_optimizers(self) -> list[torch.optim.Optimizer]:
         return [getattr(self.optimizer, "optimizer", self.optimizer)]
