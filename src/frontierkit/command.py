@@ -3,6 +3,7 @@ config loading from TOML + dotted overrides, and the run folder/tracker a comman
 from __future__ import annotations
 
 import argparse
+import os
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +67,9 @@ def start_run(args: argparse.Namespace, config: Any = None) -> Run:
     """Create the run folder, write config.json, open the tracker."""
     out = Path(args.out or f"runs/{args.run_name}")
     out.mkdir(parents=True, exist_ok=True)
-    tracker = make_tracker(args.tracker, out)
-    if config is not None:
+    rank = int(os.environ.get("RANK", "0"))       # under torchrun only rank 0 tracks and writes
+    tracker = make_tracker(args.tracker if rank == 0 else "none", out)
+    if config is not None and rank == 0:
         import json
         (out / "run_config.json").write_text(json.dumps(to_dict(config), indent=2, sort_keys=True))
     return Run(out=out, tracker=tracker, quiet=args.quiet)
