@@ -61,6 +61,12 @@ class Run:
     out: Path
     tracker: MultiTracker
     quiet: bool
+    rank: int = 0
+    """torchrun rank: only rank 0 tracks, prints and writes run files"""
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
 
 def start_run(args: argparse.Namespace, config: Any = None) -> Run:
@@ -72,7 +78,7 @@ def start_run(args: argparse.Namespace, config: Any = None) -> Run:
     if config is not None and rank == 0:
         import json
         (out / "run_config.json").write_text(json.dumps(to_dict(config), indent=2, sort_keys=True))
-    return Run(out=out, tracker=tracker, quiet=args.quiet)
+    return Run(out=out, tracker=tracker, quiet=args.quiet or rank != 0, rank=rank)
 
 
 def print_config(args: argparse.Namespace) -> int:
