@@ -56,6 +56,8 @@ def train_cmd(args: argparse.Namespace) -> int:
         result = train_llm(cfg, run.out, tracker=run.tracker, quiet=run.quiet)
     finally:
         run.tracker.close()
+    if not run.is_main:
+        return 0
     last = result.history[-1]
     print(json.dumps({"steps": result.step, "loss": round(last["loss"], 4),
                       "val_loss": round(last.get("eval/val_loss", float("nan")), 4),

@@ -132,7 +132,8 @@ def train_llm(cfg: LLMRunConfig, out: str | Path, tracker: Any = None, quiet: bo
     """Train, export ``<out>/model`` (config.json + model.safetensors + tokenizer.json)."""
     trainer, tokenizer = make_trainer(cfg, out, tracker, quiet)
     result = trainer.fit()
-    tokenizer.save(str(Path(result.model_dir) / "tokenizer.json"))
+    if trainer.strategy.is_main:           # under torchrun only rank 0 writes files
+        tokenizer.save(str(Path(result.model_dir) / "tokenizer.json"))
     return result
 
 
