@@ -33,6 +33,17 @@ def _token_example() -> str:
 def tour(ctx: TourContext) -> Section:
     import torch
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                  # tiny models: one thread is as fast and never oversubscribes
+    try:
+        return _tour(ctx)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _tour(ctx: TourContext) -> Section:
+    import torch
+
     from ..vision import VisionDataConfig, load_data, run_config_for, train_classifier
     from .faithfulness import faithfulness_table, standard_methods
     from .gradcam import GradCAM, GradCAMPlusPlus
@@ -40,7 +51,6 @@ def tour(ctx: TourContext) -> Section:
     from .plots import methods_figure, shap_image_figure
     from .shap import DeepExplainer
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     model, metrics = train_classifier(run_config_for("cnn", steps=400 if ctx.quick else 800), ctx.out / "cnn",
                                       quiet=ctx.quiet)
     (x_tr, _), (x_te, y_te) = load_data(VisionDataConfig(), "train"), load_data(VisionDataConfig(), "test")

@@ -7,6 +7,17 @@ from ..report import Section, TourContext
 
 
 def tour(ctx: TourContext) -> Section:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                  # tiny models: one thread is as fast and never oversubscribes
+    try:
+        return _tour(ctx)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _tour(ctx: TourContext) -> Section:
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -15,7 +26,6 @@ def tour(ctx: TourContext) -> Section:
     from .models import count_parameters
     from .train import run_config_for, train_classifier
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     steps = {"mlp": 300, "cnn": 400, "resnet": 400, "vit": 300} if ctx.quick else \
         {"mlp": 800, "cnn": 800, "resnet": 800, "vit": 800}
     rows = []
