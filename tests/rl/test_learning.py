@@ -35,13 +35,13 @@ def test_ppo_cartpole_reaches_195_within_20k_steps(tmp_path):
 def pendulum_sac(tmp_path_factory):
     torch.set_num_threads(1)
     run = sac.SACRunConfig(env=EnvConfig(id="Pendulum-v1", seed=0),
-                           sac=sac.SACConfig(total_steps=3000, hidden=(64, 64), batch_size=128),
+                           sac=sac.SACConfig(total_steps=4000, hidden=(64, 64), batch_size=128),
                            eval=EvalConfig(every=0, episodes=5))
     return sac.train(run, out=tmp_path_factory.mktemp("sac"))
 
 
-def test_sac_pendulum_beats_minus_700_within_3k_steps(pendulum_sac):
-    assert pendulum_sac.final_return >= -700.0  # random ≈ -1200
+def test_sac_pendulum_beats_minus_400_within_4k_steps(pendulum_sac):
+    assert pendulum_sac.final_return >= -400.0  # random ≈ -1200
     assert pendulum_sac.extra["learner"].alpha < 0.5  # the temperature was tuned down from 1
 
 
@@ -54,8 +54,8 @@ def expert_dataset(pendulum_sac, tmp_path_factory):
 
 
 def test_iql_on_expert_pendulum_data_scores_above_50(expert_dataset):
-    run = iql.IQLRunConfig(data=DataConfig(path=str(expert_dataset)), iql=iql.IQLConfig(steps=1000, hidden=(64, 64)),
-                           eval=EvalConfig(every=0, episodes=5))
+    hyper = iql.IQLConfig(steps=1000, hidden=(64, 64), actor_lr=1e-3, critic_lr=1e-3, value_lr=1e-3)
+    run = iql.IQLRunConfig(data=DataConfig(path=str(expert_dataset)), iql=hyper, eval=EvalConfig(every=0, episodes=5))
     result = iql.train(run)
     assert result.history[-1]["normalized_score"] >= 50.0
 

@@ -101,12 +101,11 @@ class CQLLearner(SACLearner):
         scale, bias = self.actor.action_scale, self.actor.action_bias
         uniform = (torch.rand(B, N, A) * 2.0 - 1.0) * scale + bias  # (B, N, A)
         log_uniform = torch.full((B, N), A * math.log(0.5))  # (B, N)
-        with torch.no_grad():
-            states = torch.cat([obs, next_obs]).repeat_interleave(N, dim=0)  # (2·B·N, S)
-            policy_actions, log_prob = self.actor.sample(states)  # (2·B·N, A), (2·B·N,)
+        with torch.no_grad():  # one policy forward per state, N samples from its distribution
+            policy_actions, log_prob = self.actor.sample_n(torch.cat([obs, next_obs]), N)  # (2B, N, A), (2B, N)
         log_prob = log_prob + scale.log().sum()  # density of tanh(u) in the unit box
-        pi_s, pi_next = policy_actions.view(2, B, N, A).unbind(0)  # (B, N, A) each
-        logp_s, logp_next = log_prob.view(2, B, N).unbind(0)  # (B, N) each
+        pi_s, pi_next = policy_actions.split(B)  # (B, N, A) each
+        logp_s, logp_next = log_prob.split(B)  # (B, N) each
         return (torch.cat([uniform, pi_s, pi_next], dim=1),  # (B, 3N, A)
                 torch.cat([log_uniform, logp_s, logp_next], dim=1))  # (B, 3N)
 

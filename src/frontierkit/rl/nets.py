@@ -178,6 +178,14 @@ class TanhGaussianActor(BoundedActions):
         log_prob = tanh_gaussian_log_prob(mean, log_std, pre_tanh, self.action_scale)  # (B,)
         return torch.tanh(pre_tanh) * self.action_scale + self.action_bias, log_prob
 
+    def sample_n(self, obs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """n reparameterised actions per state from one forward pass: ((B, n, A), (B, n))."""
+        mean, log_std = self(obs)  # (B, A) each
+        mean, log_std = mean.unsqueeze(1).expand(-1, n, -1), log_std.unsqueeze(1).expand(-1, n, -1)  # (B, n, A)
+        pre_tanh = mean + log_std.exp() * torch.randn_like(mean)  # (B, n, A)
+        log_prob = tanh_gaussian_log_prob(mean, log_std, pre_tanh, self.action_scale)  # (B, n)
+        return torch.tanh(pre_tanh) * self.action_scale + self.action_bias, log_prob
+
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         if deterministic:
