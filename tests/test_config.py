@@ -115,3 +115,9 @@ def test_section_override_keeps_the_recipes_own_defaults():
     """--train.steps 60 changes steps only; DigitsRun's lr=3e-3 / warmup 20 stay (not TrainConfig's)."""
     cfg = load_config(DigitsRun, None, ["--train.steps", "60"])
     assert cfg.train == dataclasses.replace(DigitsRun().train, steps=60)
+
+
+def test_help_shows_the_recipes_section_defaults():
+    """--help shows DigitsRun's train.lr default (3e-3), not TrainConfig's own (3e-4)."""
+    line = next(line for line in help_text(DigitsRun).splitlines() if "--train.lr " in line)
+    assert "0.003" in line and "0.0003" not in line

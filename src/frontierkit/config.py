@@ -262,8 +262,12 @@ def save_json(cfg: Any, path: str | Path) -> None:
     Path(path).write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True))
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted name, default, doc) for every field, recursing into nested configs (for --help)."""
+def describe(cls: type, prefix: str = "", defaults: Any = None) -> list[tuple[str, str, str]]:
+    """(dotted name, default, doc) for every field, recursing into nested configs (for --help).
+
+    Nested sections show the defaults of the enclosing recipe (its ``default_factory``), not
+    the section class's own defaults.
+    """
     rows = []
     docs = field_docs(cls)
     hints = _hints(cls)
@@ -271,15 +275,14 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
         if not f.init:
             continue
         tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            rows += describe(tp, prefix + f.name + ".")
-            continue
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            default = f.default_factory()  # type: ignore[misc]
+        if defaults is not None:
+            default = getattr(defaults, f.name)
         else:
-            default = "(required)"
+            default = _default(f) if (f.default is not dataclasses.MISSING
+                                      or f.default_factory is not dataclasses.MISSING) else "(required)"
+        if dataclasses.is_dataclass(tp):
+            rows += describe(tp, prefix + f.name + ".", default if dataclasses.is_dataclass(default) else None)
+            continue
         rows.append((prefix + f.name, repr(default), docs.get(f.name, "")))
     return rows
 
