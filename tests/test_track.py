@@ -64,3 +64,17 @@ def test_missing_extra_names_the_pip_command(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "mlflow", None)   # makes `import mlflow` fail
     with pytest.raises(MissingExtraError, match=r"pip install 'frontierkit\[track\]'"):
         make_tracker("mlflow", tmp_path / "m")
+
+
+def test_a_failed_command_marks_its_mlflow_run_failed(tmp_path, capsys):
+    """A user error after the run started: one-line error, and the MLflow run is closed as FAILED."""
+    from mlflow.tracking import MlflowClient
+
+    from frontierkit.cli import main
+
+    out = tmp_path / "runs" / "bad"
+    code = main(["train", "text", "--out", str(out), "--quiet", "--data.path", str(tmp_path / "nothing")])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("frontierkit").experiment_id])
+    assert run.info.status == "FAILED"

@@ -8,6 +8,7 @@ import sys
 
 from .command import print_config, split_overrides
 from .errors import USER_ERRORS
+from .track import close_open_trackers
 
 # area -> (module with ``register(subparsers)``, one-line help)
 AREAS: dict[str, tuple[str, str]] = {
@@ -51,11 +52,17 @@ def main(argv: list[str] | None = None) -> int:
             return print_config(args)
         result = args.func(args)
     except USER_ERRORS as e:
+        close_open_trackers("FAILED")
         print(f"frontier: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        close_open_trackers("KILLED")
         print("frontier: interrupted", file=sys.stderr)
         return 130
+    except BaseException:
+        close_open_trackers("FAILED")
+        raise
+    close_open_trackers("FINISHED")
     return int(result or 0)
 
 

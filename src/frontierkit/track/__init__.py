@@ -68,6 +68,9 @@ class MlflowTracker(NullTracker):
     """MLflow with a sqlite backend under the runs folder (no server)."""
 
     def __init__(self, out: str | Path, run_name: str, experiment: str = "frontierkit"):
+        import logging
+        for name in ("mlflow", "alembic"):        # no "Creating initial MLflow database tables" chatter
+            logging.getLogger(name).setLevel(logging.WARNING)
         mlflow = require_extra("mlflow", "track")
         out = Path(out).resolve()
         db = out.parent / "mlflow.db"
@@ -89,8 +92,8 @@ class MlflowTracker(NullTracker):
     def log_artifact(self, path: str | Path) -> None:
         self.mlflow.log_artifact(str(path))
 
-    def close(self) -> None:
-        self.mlflow.end_run()
+    def close(self, status: str = "FINISHED") -> None:
+        self.mlflow.end_run(status=status)
 
 
 class WandbTracker(NullTracker):
@@ -111,13 +114,17 @@ class WandbTracker(NullTracker):
     def log_artifact(self, path: str | Path) -> None:
         self.run.save(str(path), base_path=str(Path(path).parent))
 
-    def close(self) -> None:
-        self.run.finish()
+    def close(self, status: str = "FINISHED") -> None:
+        self.run.finish(exit_code=0 if status == "FINISHED" else 1)
+
+
+_OPEN: list["MultiTracker"] = []
 
 
 class MultiTracker(NullTracker):
     def __init__(self, trackers: list[Tracker]):
         self.trackers = trackers
+        _OPEN.append(self)
 
     def log_params(self, params: dict[str, Any]) -> None:
         for t in self.trackers:
@@ -131,9 +138,22 @@ class MultiTracker(NullTracker):
         for t in self.trackers:
             t.log_artifact(path)
 
-    def close(self) -> None:
+    def close(self, status: str = "FINISHED") -> None:
+        """Close every backend once; ``status="FAILED"`` marks the MLflow/W&B run as failed."""
+        if self in _OPEN:
+            _OPEN.remove(self)
         for t in self.trackers:
-            t.close()
+            if isinstance(t, (MlflowTracker, WandbTracker)):
+                t.close(status)
+            else:
+                t.close()
+        self.trackers = []
+
+
+def close_open_trackers(status: str = "FAILED") -> None:
+    """Close trackers a failed command left open (called by the CLI on errors)."""
+    for tracker in list(_OPEN):
+        tracker.close(status)
 
 
 def make_tracker(kind: str, out: str | Path, run_name: str | None = None) -> MultiTracker:
