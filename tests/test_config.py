@@ -121,3 +121,28 @@ def test_help_shows_the_recipes_section_defaults():
     """--help shows DigitsRun's train.lr default (3e-3), not TrainConfig's own (3e-4)."""
     line = next(line for line in help_text(DigitsRun).splitlines() if "--train.lr " in line)
     assert "0.003" in line and "0.0003" not in line
+
+
+def test_none_is_text_for_string_literals_and_none_for_optional_fields():
+    import typing
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True, kw_only=True)
+    class C:
+        approx: typing.Literal["tanh", "none"] = "tanh"
+        top_p: float | None = 0.9
+        name: str = "x"
+
+    cfg = load_config(C, None, ["--approx", "none", "--top_p", "none", "--name", "2024"])
+    assert cfg.approx == "none" and cfg.top_p is None and cfg.name == "2024"
+
+
+def test_missing_required_field_is_a_config_error():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True, kw_only=True)
+    class R:
+        path: str
+
+    with pytest.raises(ConfigError, match="path is required by R"):
+        from_dict(R, {})

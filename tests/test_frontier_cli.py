@@ -55,3 +55,9 @@ def test_unsafe_checkpoint_in_run_folder_is_refused(tmp_path):
     (out / "checkpoints" / "step-0000010").exists()
     r = run("train", "digits", "--out", str(out), "--quiet", "--tracker", "none", "--train.steps", "30", "--train.warmup_steps", "2")
     assert r.returncode == 2 and "refused to load" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_data_size_mistakes_are_one_line_errors(tmp_path):
+    r = run("train", "digits", "--train.batch_size", "5000", "--out", str(tmp_path), "--tracker", "none")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "train.batch_size=5000 exceeds the 1347 samples" in r.stderr

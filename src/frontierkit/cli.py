@@ -30,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
-            if e.name and e.name.startswith("frontierkit"):
-                continue  # area not built yet
+            if e.name and (module == e.name or module.startswith(e.name + ".")):
+                continue  # area not built in this install
             raise
         mod.register(sub, area, text)
     return parser
@@ -42,9 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if not getattr(args, "func", None):
-        if args.area:
-            parser.parse_args([args.area, "--help"])
-        parser.print_help()
+        try:
+            parser.parse_args([args.area, "--help"] if args.area else ["--help"])
+        except SystemExit:
+            pass
         return 2
     try:
         split_overrides(args, rest)

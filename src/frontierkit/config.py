@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import datetime
 import inspect
 import json
 import sys
@@ -95,6 +96,8 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
                 return _coerce(value, arg, name)
             except ConfigError:
                 pass
+        if type(None) in args and isinstance(value, str) and value.lower() in ("none", "null"):
+            return None                      # CLI text `none` for an optional field
         raise bad
     if origin is Literal:
         if value in get_args(tp) and type(value) in {type(a) for a in get_args(tp)}:
@@ -130,6 +133,8 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, (int, float, datetime.date, datetime.time)) and not isinstance(value, bool):
+            return value.isoformat() if hasattr(value, "isoformat") else str(value)  # `--name 2024`
         raise bad
     if isinstance(tp, type) and isinstance(value, tp):
         return value
@@ -151,6 +156,10 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
         if dataclasses.is_dataclass(hints[key]) and isinstance(value, dict):
             value = merge(to_dict(_default(fields[key])), value)  # override the section's own defaults
         kwargs[key] = _coerce(value, hints[key], prefix + key)
+    missing = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]  # type: ignore[misc]
+    if missing:
+        raise ConfigError(f"{prefix}{missing[0]} is required by {cls.__name__} but was not given")
     try:
         return cls(**kwargs)
     except ConfigError as e:
@@ -179,9 +188,11 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def _parse_scalar(text: str) -> Any:
-    """CLI text -> TOML scalar (``3e-4`` -> float, ``true`` -> bool, ``[1,2]`` -> list) or str."""
-    if text.lower() in ("none", "null"):
-        return None
+    """CLI text -> TOML scalar (``3e-4`` -> float, ``true`` -> bool, ``[1,2]`` -> list) or str.
+
+    ``none`` stays text: it becomes None only for an optional field (see ``_coerce``), so a
+    Literal that allows the string "none" can still be set.
+    """
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:

@@ -34,12 +34,17 @@ def available_sections() -> dict[str, str]:
 
 
 def run_section(area: str, target: str, ctx: TourContext) -> Section:
+    import torch
+
     module, fn = target.split(":")
+    threads = torch.get_num_threads()      # a section may pick its own thread count; restore it after
     t0 = time.perf_counter()
     try:
         section = getattr(importlib.import_module(module), fn)(ctx)
     except Exception:  # a failing area is shown in the report; the others still run
         section = Section(title=area, error=traceback.format_exc(limit=8))
+    finally:
+        torch.set_num_threads(threads)
     section.seconds = time.perf_counter() - t0
     return section
 

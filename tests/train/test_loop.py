@@ -168,3 +168,24 @@ def test_trainer_lr_follows_the_configured_schedule(tmp_path):
     for h in rows:
         expected = 2e-2 * warmup_cosine(h["step"] - 1, warmup=5, total=30, min_ratio=0.1)
         assert h["lr"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_resuming_a_folder_with_another_config_is_refused(tmp_path):
+    """Re-running into a finished run's folder with a changed lr must not silently reuse the old weights."""
+    from frontierkit.errors import CheckpointError
+
+    cfg = TrainConfig(steps=3, batch_size=32, lr=1e-2, warmup_steps=0, log_every=1)
+    Trainer(make_model(), mse, FixedRows(1), cfg, out=tmp_path, quiet=True).fit()
+    changed = TrainConfig(steps=3, batch_size=32, lr=0.5, warmup_steps=0, log_every=1)
+    with pytest.raises(CheckpointError, match=r"train.lr=0.01, but this run sets train.lr=0.5"):
+        Trainer(make_model(), mse, FixedRows(1), changed, out=tmp_path, quiet=True).fit()
+    longer = TrainConfig(steps=5, batch_size=32, lr=1e-2, warmup_steps=0, log_every=1)   # extending is fine
+    r = Trainer(make_model(), mse, FixedRows(1), longer, out=tmp_path, quiet=True).fit()
+    assert r.resumed_from == 3 and r.step == 5
+
+
+def test_eval_every_does_not_depend_on_log_every(tmp_path):
+    cfg = TrainConfig(steps=12, batch_size=32, lr=1e-2, warmup_steps=0, log_every=10, eval_every=3)
+    r = Trainer(make_model(), mse, FixedRows(1, n=32 * 12), cfg, out=tmp_path, quiet=True,
+                eval_fn=lambda m: {"x": 1.0}).fit()
+    assert [h["step"] for h in r.history if "eval/x" in h] == [3, 6, 9, 12]

@@ -10,6 +10,8 @@ from typing import Any, Protocol
 
 import torch
 
+from ..errors import DataError
+
 
 class BatchSource(Protocol):
     units: str  # "samples" or "tokens", for throughput
@@ -20,7 +22,8 @@ class BatchSource(Protocol):
 
 def _shard(x: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     if x.shape[0] % world:
-        raise ValueError(f"batch of {x.shape[0]} rows does not split evenly over {world} ranks")
+        raise DataError(f"a batch of {x.shape[0]} rows does not split evenly over {world} ranks; "
+                        f"set train.batch_size to a multiple of the world size")
     n = x.shape[0] // world
     return x[rank * n:(rank + 1) * n]
 
@@ -33,9 +36,9 @@ class TensorBatches:
     def __init__(self, *tensors: torch.Tensor, batch_size: int, seed: int = 0):
         n = tensors[0].shape[0]
         if any(t.shape[0] != n for t in tensors):
-            raise ValueError("all tensors must have the same number of rows")
+            raise DataError("all tensors must have the same number of rows")
         if batch_size > n:
-            raise ValueError(f"batch_size={batch_size} exceeds the {n} samples available")
+            raise DataError(f"train.batch_size={batch_size} exceeds the {n} samples available; use a smaller batch")
         self.tensors, self.batch_size, self.seed = tensors, batch_size, seed
         self.per_epoch = n // batch_size
         self._perm: tuple[int, torch.Tensor] | None = None
@@ -62,8 +65,8 @@ class TokenBatches:
 
     def __init__(self, tokens: torch.Tensor, *, batch_size: int, seq_len: int, seed: int = 0):
         if tokens.ndim != 1 or tokens.numel() <= seq_len + 1:
-            raise ValueError(f"need a 1-D token stream longer than seq_len+1={seq_len + 1}, "
-                             f"got shape {tuple(tokens.shape)}")
+            raise DataError(f"the token stream has {tokens.numel()} tokens but data.seq_len={seq_len} needs more "
+                            f"than {seq_len + 1}; use more text or a shorter data.seq_len")
         self.tokens, self.batch_size, self.seq_len, self.seed = tokens.long(), batch_size, seq_len, seed
 
     def batch(self, i: int, rank: int = 0, world: int = 1) -> tuple[torch.Tensor, torch.Tensor]:

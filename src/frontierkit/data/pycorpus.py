@@ -3,7 +3,10 @@ every machine), split deterministically into train/val by file, plus a byte-leve
 (Sennrich et al. 2016; GPT-2's byte-level variant) trained on it with HF ``tokenizers``."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import tempfile
 import sysconfig
 from pathlib import Path
 
@@ -57,7 +60,10 @@ def train_tokenizer(vocab_size: int = 2048, max_chars: int = 4_000_000):
 
     path = cache_dir() / f"pycorpus-bpe-{vocab_size}-{max_chars}.json"
     if path.exists():
-        return Tokenizer.from_file(str(path))
+        try:
+            return Tokenizer.from_file(str(path))
+        except Exception:          # a corrupt cache file is rebuilt, never trusted
+            path.unlink(missing_ok=True)
     if vocab_size < 257:
         raise DataError(f"vocab_size={vocab_size} is too small: byte-level BPE needs at least 257 (256 bytes + EOS)")
     tok = Tokenizer(models.BPE())
@@ -68,9 +74,8 @@ def train_tokenizer(vocab_size: int = 2048, max_chars: int = 4_000_000):
     text = load_text("train", max_chars=max_chars)
     chunk = 100_000
     tok.train_from_iterator((text[i:i + chunk] for i in range(0, len(text), chunk)), trainer=trainer)
-    tmp = path.with_suffix(".tmp")
-    tok.save(str(tmp))
-    tmp.replace(path)
+    with _atomic_target(path) as tmp:
+        tok.save(str(tmp))
     return tok
 
 
@@ -79,17 +84,32 @@ def encode_corpus(tokenizer, split: str, max_chars: int | None = None) -> torch.
     key = hashlib.sha1(tokenizer.to_str().encode()).hexdigest()[:10]
     path = cache_dir() / f"pycorpus-{split}-{key}-{max_chars}.pt"
     if path.exists():
-        return torch.load(path, weights_only=True)
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception:          # a corrupt cache file is rebuilt, never trusted
+            path.unlink(missing_ok=True)
     text = load_text(split, max_chars=max_chars)
     chunk = 200_000
     ids: list[int] = []
     for enc in tokenizer.encode_batch([text[i:i + chunk] for i in range(0, len(text), chunk)]):
         ids.extend(enc.ids)
     t = torch.tensor(ids, dtype=torch.int32)
-    tmp = path.with_suffix(".tmp")
-    torch.save(t, tmp)
-    tmp.replace(path)
+    with _atomic_target(path) as tmp:
+        torch.save(t, tmp)
     return t
+
+
+@contextlib.contextmanager
+def _atomic_target(path: Path):
+    """A unique temp file beside ``path``, renamed onto it on success (safe for concurrent runs)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def load_text_path(path: str | Path, max_chars: int | None = None) -> str:

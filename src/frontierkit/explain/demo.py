@@ -32,17 +32,7 @@ def _token_example() -> str:
 
 def tour(ctx: TourContext) -> Section:
     import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)                  # tiny models: one thread is as fast and never oversubscribes
-    try:
-        return _tour(ctx)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _tour(ctx: TourContext) -> Section:
-    import torch
+    torch.set_num_threads(1)   # tiny models: one thread is as fast; the tour restores the count after
 
     from ..vision import VisionDataConfig, load_data, run_config_for, train_classifier
     from .faithfulness import faithfulness_table, standard_methods

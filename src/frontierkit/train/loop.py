@@ -16,6 +16,7 @@ Hooks let other areas plug in without forking the loop:
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 
 from ..config import require, to_dict
-from ..errors import ConfigError, TrainingDiverged
+from ..errors import CheckpointError, ConfigError, TrainingDiverged
 from ..track import NullTracker, Tracker
 from . import checkpoint as ckpt
 from .schedules import lr_multiplier
@@ -278,8 +279,29 @@ class Trainer:
         path = ckpt.latest_checkpoint(self.out)
         if path is None:
             return 0
+        if (path / ckpt.CONFIG_FILE).is_file():
+            self.check_same_run(ckpt.load_config_json(path).get("run"), path)
         self.strategy.load_checkpoint(self, path)
         return self.step
+
+    # settings a resumed run may change: length, logging cadence, and how it is parallelised
+    RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.eval_every", "train.ckpt_every",
+                         "train.keep_ckpts", "train.strategy", "train.deepspeed_config", "train.cpu_offload")
+
+    def check_same_run(self, saved: Any, path: Path) -> None:
+        """Refuse to resume a checkpoint written under a different config (it would silently mix runs)."""
+        from ..track import flatten
+
+        if not isinstance(saved, dict):
+            return
+        old, new = flatten(saved), flatten(json.loads(json.dumps(self.run_config, default=str)))
+        for key in sorted(set(old) | set(new)):
+            if key in self.RESUMABLE_CHANGES or old.get(key) == new.get(key):
+                continue
+            raise CheckpointError(
+                f"{self.out} already holds a run with {key}={old.get(key)!r}, but this run sets "
+                f"{key}={new.get(key)!r}; resuming would mix two configs. Use a new --out, or delete "
+                f"{ckpt.checkpoint_dir(self.out)} to start this folder afresh")
 
     # -- loop -------------------------------------------------------------------------------
     def micro_batches(self, step: int) -> list[Any]:
@@ -338,11 +360,12 @@ class Trainer:
             if self.step == start + 1:
                 self.log_memory()
             last = self.step == cfg.steps
-            if self.step % cfg.log_every == 0 or last:
+            do_eval = bool(cfg.eval_every and self.step % cfg.eval_every == 0) or last
+            if self.step % cfg.log_every == 0 or do_eval:
                 dt = max(time.perf_counter() - window_t, 1e-9)
                 m[f"{units}_per_s"] = window_units / dt
                 window_units, window_t = 0.0, time.perf_counter()
-                if (cfg.eval_every and self.step % cfg.eval_every == 0) or last:
+                if do_eval:
                     m.update(self.evaluate())
                 self.history.append({"step": self.step, **m})
                 self.tracker.log_metrics(m, self.step)

@@ -7,21 +7,11 @@ from ..report import Section, TourContext
 
 
 def tour(ctx: TourContext) -> Section:
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)                  # tiny models: one thread is as fast and never oversubscribes
-    try:
-        return _tour(ctx)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _tour(ctx: TourContext) -> Section:
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     import torch
+    torch.set_num_threads(1)   # tiny models: one thread is as fast; the tour restores the count after
 
     from .models import count_parameters
     from .train import run_config_for, train_classifier
