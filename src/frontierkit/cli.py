@@ -2,38 +2,26 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 
+from .areas import manifests, resolve
 from .command import print_config, split_overrides
 from .errors import USER_ERRORS
 from .track import close_open_trackers
 
-# area -> (module with ``register(subparsers)``, one-line help)
-AREAS: dict[str, tuple[str, str]] = {
-    "train": ("frontierkit.train.commands", "the shared training loop on embedded data (digits, pycorpus)"),
-    "data": ("frontierkit.data.commands", "embedded datasets and the BPE tokenizer"),
-    "llm": ("frontierkit.llm.commands", "GPT/LLaMA/Mistral/Qwen2 transformers: train, generate, eval, HF in/out"),
-    "vision": ("frontierkit.vision.commands", "small image classifiers (MLP, CNN, ResNet, ViT) on digits/shapes"),
-    "explain": ("frontierkit.explain.commands", "Grad-CAM, SHAP, Integrated Gradients"),
-    "rl": ("frontierkit.rl.commands", "PPO, SAC, CQL, IQL; offline dataset collection"),
-    "tour": ("frontierkit.tour", "run every area's demo and write report.html"),
-}
-
 
 def build_parser() -> argparse.ArgumentParser:
+    """One subcommand per area manifest that has commands, then ``tour``."""
+    from . import tour
+
     parser = argparse.ArgumentParser(prog="frontier", description="frontierkit: frontier AI techniques, "
                                      "each implemented once and proven against the reference library.")
     sub = parser.add_subparsers(dest="area", metavar="AREA")
-    for area, (module, text) in AREAS.items():
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name and (module == e.name or module.startswith(e.name + ".")):
-                continue  # area not built in this install
-            raise
-        mod.register(sub, area, text)
+    for m in manifests():
+        if m.commands:
+            resolve(m.commands)(sub, m.name, m.help)
+    tour.register(sub, "tour", "run every area's demo and write report.html")
     return parser
 
 

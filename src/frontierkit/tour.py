@@ -2,45 +2,28 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import platform
 import time
 import traceback
 from pathlib import Path
 
+from .areas import resolve, tour_sections
 from .config import ConfigError
 from .report import Section, TourContext, render_html
 
-# area -> "module:function" returning a Section; each area registers its own demo here.
-SECTIONS: dict[str, str] = {
-    "train": "frontierkit.train.demo:tour",
-    "llm": "frontierkit.llm.demo:tour",
-    "distributed": "frontierkit.train.dist_demo:tour",
-    "vision": "frontierkit.vision.demo:tour",
-    "explain": "frontierkit.explain.demo:tour",
-    "rl": "frontierkit.rl.demo:tour",
-}
-
 
 def available_sections() -> dict[str, str]:
-    """Registered sections whose module exists in this install."""
-    out = {}
-    for area, target in SECTIONS.items():
-        module = target.split(":")[0]
-        if importlib.util.find_spec(module) is not None:
-            out[area] = target
-    return out
+    """Section name -> "module:function" returning a Section, from every area's manifest."""
+    return tour_sections()
 
 
 def run_section(area: str, target: str, ctx: TourContext) -> Section:
     import torch
 
-    module, fn = target.split(":")
     threads = torch.get_num_threads()      # a section may pick its own thread count; restore it after
     t0 = time.perf_counter()
     try:
-        section = getattr(importlib.import_module(module), fn)(ctx)
+        section = resolve(target)(ctx)
     except Exception:  # a failing area is shown in the report; the others still run
         section = Section(title=area, error=traceback.format_exc(limit=8))
     finally:
@@ -51,7 +34,6 @@ def run_section(area: str, target: str, ctx: TourContext) -> Section:
 
 def run_tour(out: str | Path, areas: list[str] | None = None, quick: bool = False, quiet: bool = True) -> Path:
     """Run the chosen areas' demos (all when ``areas`` is empty); returns the report path."""
-    import importlib.util  # noqa: F401  (find_spec)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sections = available_sections()
@@ -86,7 +68,7 @@ class TourFailed(RuntimeError):
 
 def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     p = sub.add_parser(area, help=text, description=text)
-    p.add_argument("areas", nargs="*", help=f"areas to run (default: all of {', '.join(SECTIONS)})")
+    p.add_argument("areas", nargs="*", help=f"areas to run (default: all of {', '.join(available_sections())})")
     p.add_argument("--quick", action="store_true", help="the short tour (within 5 minutes on 2 cores)")
     p.add_argument("--out", default="runs/tour", metavar="DIR", help="report folder (default runs/tour)")
     p.add_argument("--quiet", action="store_true", help="no progress output")

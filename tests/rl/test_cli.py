@@ -29,7 +29,7 @@ def test_train_ppo_then_eval_json(tmp_path, capsys):
     (["rl", "train", "iql"], "needs a dataset"),
     (["rl", "train", "iql", "--dataset", "missing.npz"], "does not exist"),
     (["rl", "train", "ppo", "--ppo.gamma", "1.5"], "ppo.gamma"),
-    (["rl", "eval", "--model", "nowhere"], "not a directory"),
+    (["rl", "eval", "--model", "nowhere"], "does not exist"),
 ])
 def test_user_errors_are_one_line(tmp_path, capsys, argv, message):
     assert main(argv + (["--out", str(tmp_path / "r"), "--tracker", "none"] if argv[1] == "train" else [])) == 2

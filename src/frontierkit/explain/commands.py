@@ -1,5 +1,6 @@
-"""``frontier explain {gradcam,shap,ig} --model DIR --input SPEC --out DIR``: explain a trained vision
-classifier's predictions; writes PNG figures, the values (.npy) and a summary (explain.json)."""
+"""``frontier explain {gradcam,shap,ig} --model DIR --input SPEC --out DIR``: explain the predictions of
+any classifier kind the model registry loads (images -> logits); writes PNG figures, the values (.npy)
+and a summary (explain.json)."""
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,8 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     i.add_argument("--steps", type=int, default=50, help="path points (Gauss-Legendre)")
     i.set_defaults(func=ig_cmd)
     for c in (g, s, i):
-        c.add_argument("--model", required=True, metavar="DIR", help="folder written by `frontier vision train`")
+        c.add_argument("--model", required=True, metavar="DIR",
+                       help="run or model folder of any classifier kind (e.g. from `frontier vision train`)")
         c.add_argument("--input", default="test:0-7", metavar="SPEC",
                        help="images: SPLIT:I-J (rows of the model's dataset, e.g. test:0-7) or a .npy file "
                             "of shape (N, C, H, W) or (N, H, W)")
@@ -29,13 +31,12 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
         c.add_argument("--out", default="runs/explain", metavar="DIR", help="output folder")
 
 
-def load_inputs(model_dir: str, spec: str):
-    """(images (N, C, H, W), labels (N,) or None) from SPLIT:I-J or a .npy file."""
+def load_inputs(loaded, spec: str):
+    """(images (N, C, H, W), labels (N,) or None) from SPLIT:I-J of the model's data or a .npy file."""
     import numpy as np
     import torch
 
     from ..errors import DataError
-    from ..vision import load_run_data
 
     if spec.endswith(".npy"):
         if not Path(spec).is_file():
@@ -53,7 +54,7 @@ def load_inputs(model_dir: str, spec: str):
         raise DataError(f"--input {spec!r} is invalid: use SPLIT:I-J (e.g. test:0-7) or a .npy file") from None
     if split not in ("train", "test") or not 0 <= lo <= hi:
         raise DataError(f"--input {spec!r} is invalid: SPLIT is train or test and 0 <= I <= J")
-    x, y = load_run_data(model_dir, split)
+    x, y = loaded.dataset(split)
     if hi >= len(x):
         raise DataError(f"--input {spec!r} is out of range: the {split} split has {len(x)} rows")
     return x[lo:hi + 1], y[lo:hi + 1]
@@ -63,10 +64,11 @@ def _setup(args: argparse.Namespace):
     import torch
 
     from ..errors import DataError
-    from ..vision import load_classifier
+    from ..models import open_model
 
-    model = load_classifier(args.model)
-    x, y = load_inputs(args.model, args.input)
+    loaded = open_model(args.model, tags="classifier", what=f"frontier explain {args.explain_cmd}")
+    model = loaded.model
+    x, y = load_inputs(loaded, args.input)
     with torch.no_grad():
         pred = model(x).argmax(-1)
     if args.target == "pred":
@@ -82,7 +84,7 @@ def _setup(args: argparse.Namespace):
             raise DataError(f"--target {args.target!r} is invalid: pred, label or an integer") from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    return model, x, y, pred, target, out
+    return loaded, x, y, pred, target, out
 
 
 def _summary(out: Path, name: str, x, y, pred, target, **extra) -> None:
@@ -99,8 +101,8 @@ def gradcam_cmd(args: argparse.Namespace) -> int:
     from .gradcam import CAMS
     from .plots import overlay_figure, save_png
 
-    model, x, y, pred, target, out = _setup(args)
-    layer = None
+    loaded, x, y, pred, target, out = _setup(args)
+    model, layer = loaded.model, None
     if args.layer:
         modules = dict(model.named_modules())
         if args.layer not in modules:
@@ -117,13 +119,12 @@ def gradcam_cmd(args: argparse.Namespace) -> int:
 def shap_cmd(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..vision import load_run_data
     from .plots import save_png, shap_image_figure
     from .shap import DeepExplainer
 
-    model, x, y, pred, target, out = _setup(args)
-    background = load_run_data(args.model, "train")[0][: args.background]
-    explainer = DeepExplainer(model, background)
+    loaded, x, y, pred, target, out = _setup(args)
+    background = loaded.dataset("train")[0][: args.background]
+    explainer = DeepExplainer(loaded.model, background)
     values = explainer.shap_values(x)                                  # (n, C, H, W, K)
     np.save(out / "shap.npy", values.numpy())
     np.save(out / "shap_target.npy", values.gather(-1, target.view(-1, 1, 1, 1, 1).expand(
@@ -140,8 +141,8 @@ def ig_cmd(args: argparse.Namespace) -> int:
     from .ig import integrated_gradients
     from .plots import overlay_figure, save_png
 
-    model, x, y, pred, target, out = _setup(args)
-    res = integrated_gradients(model, x, target, steps=args.steps)
+    loaded, x, y, pred, target, out = _setup(args)
+    res = integrated_gradients(loaded.model, x, target, steps=args.steps)
     np.save(out / "ig.npy", res.attributions.numpy())
     save_png(overlay_figure(x, res.attributions.abs().sum(1), [f"t={int(t)}" for t in target]), out / "ig.png")
     _summary(out, "integrated-gradients", x, y, pred, target, convergence_delta=res.delta.tolist(),

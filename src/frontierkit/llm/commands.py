@@ -122,13 +122,12 @@ def export_cmd(args: argparse.Namespace) -> int:
     import shutil
     from pathlib import Path
 
+    from ..models import model_dir
     from .convert import to_hf
     from .recipe import load_model
 
     model, _, _ = load_model(args.model_dir)
     out = to_hf(model, args.out)
-    src = Path(args.model_dir)
-    src = src / "model" if (src / "model" / "tokenizer.json").is_file() else src
-    shutil.copy(src / "tokenizer.json", out / "tokenizer.json")
+    shutil.copy(model_dir(args.model_dir) / "tokenizer.json", Path(out) / "tokenizer.json")
     print(json.dumps({"hf_dir": str(out), "architecture": model.cfg.family}))
     return 0

@@ -141,22 +141,10 @@ def load_model(path: str | Path) -> tuple[Transformer, Any, dict[str, Any]]:
     """(model, tokenizer, run config dict) of a trained run (``<out>`` or ``<out>/model``) or a HF directory."""
     from tokenizers import Tokenizer
 
-    from ..train.checkpoint import load_config_json, load_into
-    path = Path(path)
-    if (path / "model" / "config.json").is_file():
-        path = path / "model"
-    meta = load_config_json(path)
-    if "model_type" in meta:                                                   # a Hugging Face directory
-        from .convert import from_hf
-        model, run = from_hf(path), {}
-    else:
-        if not isinstance(meta.get("model"), dict) or not meta["model"]:
-            raise CheckpointError(f"{path}/config.json has no 'model' section; is it an LLM checkpoint?")
-        model = Transformer(from_dict(TransformerConfig, meta["model"]))
-        load_into(model, path)
-        run = meta.get("run", {})
-    tok_file = path / "tokenizer.json"
+    from .. import models
+    loaded = models.open_model(path, kind="llm", what="frontier llm")
+    tok_file = loaded.path / "tokenizer.json"
     if not tok_file.is_file():
-        raise CheckpointError(f"{path} has no tokenizer.json; train with `frontier llm train` or copy the "
+        raise CheckpointError(f"{loaded.path} has no tokenizer.json; train with `frontier llm train` or copy the "
                               f"tokenizer next to the weights")
-    return model.eval(), Tokenizer.from_file(str(tok_file)), run
+    return loaded.model, Tokenizer.from_file(str(tok_file)), loaded.run

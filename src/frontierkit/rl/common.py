@@ -14,7 +14,6 @@ from torch import nn
 
 from ..config import require, to_dict
 from ..errors import CheckpointError
-from ..train.checkpoint import load_config_json, load_into, save_checkpoint
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,21 +149,13 @@ def build_policy(model: dict[str, Any]) -> nn.Module:
 
 def save_policy(out: str | Path, result: RLResult, run_config: Any, step: int) -> Path:
     """Write ``<out>/model`` (config.json {"model", "run", "step"} + model.safetensors)."""
-    config = {"model": result.model_config, "run": to_dict(run_config) if run_config is not None else None,
-              "step": step, "history": result.history}
-    return save_checkpoint(Path(out) / "model", result.policy.state_dict(), config)
+    from ..models import save
+    return save(result.policy, Path(out) / "model", kind="rl-policy", config=result.model_config,
+                run=to_dict(run_config) if run_config is not None else None, step=step, history=result.history)
 
 
 def load_policy(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Policy and its model config from ``<run>/model`` or a run folder holding ``model/``."""
-    path = Path(path)
-    if (path / "model" / "config.json").is_file():
-        path = path / "model"
-    cfg = load_config_json(path)
-    if not isinstance(cfg.get("model"), dict) or "algo" not in cfg["model"]:
-        raise CheckpointError(f"{path} is not an RL checkpoint (config.json has no model.algo); "
-                              f"pass a folder written by `frontier rl train`")
-    policy = build_policy(cfg["model"])
-    load_into(policy, path)
-    policy.eval()
-    return policy, cfg
+    """Policy and its config.json from a run folder or its ``model/`` (through the model registry)."""
+    from ..models import open_model
+    loaded = open_model(path, kind="rl-policy", what="frontier rl")
+    return loaded.model, loaded.meta

@@ -57,9 +57,11 @@ def train_cmd(args: argparse.Namespace) -> int:
 
 
 def eval_cmd(args: argparse.Namespace) -> int:
-    from .train import accuracy, load_classifier, load_run_data
+    from ..models import open_model
+    from .train import accuracy
 
-    model = load_classifier(args.model_dir)
-    x, y = load_run_data(args.model_dir, args.split)
+    loaded = open_model(args.model_dir, tags="classifier", what="frontier vision eval")
+    x, y = loaded.dataset(args.split)
+    model = loaded.model
     print(json.dumps({"split": args.split, "accuracy": accuracy(model, x, y), "n": len(y)}))
     return 0

@@ -12,9 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import from_dict, require, to_dict
-from ..errors import CheckpointError
 from ..train import TrainConfig, Trainer
-from ..train import checkpoint as ckpt
 from .models import VisionModelConfig, build_model
 
 
@@ -132,27 +130,3 @@ def train_classifier(cfg: VisionRunConfig, out: str | Path, *, tracker: Any = No
                "steps": trainer.step}
     (Path(out) / "eval.json").write_text(json.dumps(metrics, indent=2))
     return model, metrics
-
-
-def load_classifier(path: str | Path) -> nn.Module:
-    """A trained classifier from a model directory (``<out>/model`` or ``<out>``), in eval mode."""
-    path = Path(path)
-    if (path / "model" / ckpt.CONFIG_FILE).is_file():
-        path = path / "model"
-    conf = ckpt.load_config_json(path)
-    if not isinstance(conf.get("model"), dict) or "name" not in conf["model"]:
-        raise CheckpointError(f"{path}/config.json has no vision model config under 'model'; "
-                              f"pass a folder written by `frontier vision train`")
-    model = build_model(conf["model"])
-    ckpt.load_into(model, path)
-    return model.eval()
-
-
-def load_run_data(path: str | Path, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
-    """The dataset a saved classifier was trained on (from its config.json ``run.data``)."""
-    path = Path(path)
-    if (path / "model" / ckpt.CONFIG_FILE).is_file():
-        path = path / "model"
-    run = ckpt.load_config_json(path).get("run", {})
-    data = from_dict(VisionDataConfig, run.get("data", {}), prefix="data.")
-    return load_data(data, split)

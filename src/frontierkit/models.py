@@ -1,0 +1,160 @@
+"""The model registry: one way to save and load every kit model, whatever its area.
+
+A saved model is a folder with ``config.json`` ``{"kind": ..., "model": {...}, "run": {...}}`` and
+``model.safetensors``. The ``kind`` ("llm", "vision", "rl-policy", ...) names a
+:class:`frontierkit.areas.ModelKind` that an area declares in its manifest; core looks it up by
+name, so importing this module imports no area. ``load`` accepts a run folder (``<out>``, whose
+weights are in ``<out>/model``), a model folder, or a Hugging Face folder of a kind that reads one;
+anything else is one clear error.
+
+    model = models.load("runs/vision")                       # any kind
+    m = models.open_model("runs/llm", kind="llm")            # + its kind, config and run config
+    models.save(model, "out/model", run={"note": "pruned"})
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from .areas import ModelKind, model_kinds, resolve
+from .errors import CheckpointError
+from .train import checkpoint as ckpt
+
+__all__ = ["Loaded", "load", "open_model", "save", "kind_of", "model_dir", "kinds"]
+
+
+def kinds() -> dict[str, ModelKind]:
+    """Every model kind the installed areas declare."""
+    return model_kinds()
+
+
+def model_dir(path: str | Path) -> Path:
+    """The folder holding ``config.json``: ``path`` itself, or ``path/model`` for a run folder."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"model folder {str(p)!r} does not exist; pass a run folder (runs/NAME), "
+                              f"its model/ folder, or a Hugging Face model folder")
+    if not p.is_dir():
+        raise CheckpointError(f"{str(p)!r} is a file, not a model folder; pass the folder that holds "
+                              f"{ckpt.CONFIG_FILE} and {ckpt.MODEL_FILE} (or a run folder)")
+    if (p / "model" / ckpt.CONFIG_FILE).is_file():
+        return p / "model"
+    if (p / ckpt.CONFIG_FILE).is_file():
+        return p
+    hint = " (it has checkpoints/ but no model/: the run has not finished; resume it)" \
+        if (p / "checkpoints").is_dir() else ""
+    raise CheckpointError(f"{str(p)!r} holds no model: expected {ckpt.CONFIG_FILE} in it or in its model/ "
+                          f"folder{hint}. Pass a run folder, its model/ folder or a Hugging Face model folder")
+
+
+def _kind_of_meta(meta: dict[str, Any], path: Path) -> ModelKind:
+    """The kind ``config.json`` names, or the one whose ``detect`` recognises it (older runs, HF folders)."""
+    known = model_kinds()
+    name = meta.get("kind")
+    if name is not None:
+        if name not in known:
+            raise CheckpointError(f"{path}/{ckpt.CONFIG_FILE} says kind={name!r}, which this install does not "
+                                  f"know (known kinds: {', '.join(known)}); is an area package missing?")
+        return known[name]
+    for kind in known.values():
+        if kind.detect and resolve(kind.detect)(meta):
+            return kind
+    raise CheckpointError(f"{path}/{ckpt.CONFIG_FILE} names no model kind and matches none of "
+                          f"{', '.join(known)}; it was not written by frontierkit or a supported library")
+
+
+def _as_set(x: str | Iterable[str] | None) -> set[str]:
+    return set() if x is None else {x} if isinstance(x, str) else set(x)
+
+
+@dataclass
+class Loaded:
+    """A loaded model with what its folder says about it."""
+    model: nn.Module
+    kind: ModelKind
+    path: Path
+    """the folder holding config.json"""
+    meta: dict[str, Any]
+    """config.json"""
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The model config (``config.json``'s ``model`` section)."""
+        return self.meta.get("model") or {}
+
+    @property
+    def run(self) -> dict[str, Any]:
+        """The run config that trained it (empty when unknown)."""
+        return self.meta.get("run") or {}
+
+    def dataset(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The split of the data the model was trained on, for kinds that know it (classifiers)."""
+        if not self.kind.dataset:
+            raise CheckpointError(f"{self.path} holds a {self.kind.name!r} model, which names no dataset; "
+                                  f"pass the inputs explicitly")
+        return resolve(self.kind.dataset)(self.meta, split)
+
+
+def _default_load(kind: ModelKind, path: Path, meta: dict[str, Any]) -> nn.Module:
+    config = meta.get("model")
+    if not isinstance(config, dict) or not config:
+        raise CheckpointError(f"{path}/{ckpt.CONFIG_FILE} has no 'model' section; the checkpoint is incomplete")
+    model = resolve(kind.build)(config)
+    ckpt.load_into(model, path)
+    return model
+
+
+def open_model(path: str | Path, kind: str | Iterable[str] | None = None,
+               tags: str | Iterable[str] | None = None, what: str = "this command") -> Loaded:
+    """Load the model under ``path`` in eval mode; ``kind``/``tags`` restrict what is accepted.
+
+    A model of another kind is refused with a message naming both (``what`` names the caller)."""
+    path = model_dir(path)
+    meta = ckpt.load_config_json(path)
+    k = _kind_of_meta(meta, path)
+    want_kinds, want_tags = _as_set(kind), _as_set(tags)
+    if (want_kinds and k.name not in want_kinds) or not want_tags <= k.tags:
+        need = " or ".join(sorted(want_kinds)) if want_kinds else f"a model tagged {'/'.join(sorted(want_tags))}"
+        fitting = [n for n, kk in model_kinds().items()
+                   if (not want_kinds or n in want_kinds) and want_tags <= kk.tags]
+        raise CheckpointError(f"{path} holds a {k.name!r} model ({k.description or k.name}); {what} needs "
+                              f"{need} (kinds: {', '.join(fitting) or 'none installed'})")
+    model = resolve(k.load)(path, meta) if k.load else _default_load(k, path, meta)
+    return Loaded(model=model.eval(), kind=k, path=path, meta=meta)
+
+
+def load(path: str | Path, kind: str | Iterable[str] | None = None) -> nn.Module:
+    """The model saved under ``path`` (run folder, model folder or HF folder), in eval mode."""
+    return open_model(path, kind).model
+
+
+def kind_of(model: nn.Module) -> ModelKind | None:
+    """The registered kind whose classes ``model`` is an instance of (None for a foreign module)."""
+    for kind in model_kinds().values():
+        for target in kind.classes:
+            module, _, cls = target.partition(":")
+            if module in sys.modules and isinstance(model, getattr(sys.modules[module], cls)):
+                return kind               # (a class whose module was never imported has no instances)
+    return None
+
+
+def save(model: nn.Module, path: str | Path, *, kind: str | None = None, config: dict[str, Any] | None = None,
+         run: dict[str, Any] | None = None, **extra: Any) -> Path:
+    """Write ``model`` as a folder ``load`` reads back: config.json {kind, model, run, ...} + safetensors.
+
+    ``kind`` and ``config`` default to what the model's registered kind derives from the module."""
+    k = model_kinds().get(kind) if kind else kind_of(model)
+    if k is None:
+        raise CheckpointError(f"cannot save a {type(model).__name__}: it is no registered model kind "
+                              f"({', '.join(model_kinds())}); pass kind=")
+    if config is None:
+        if not k.config_of:
+            raise CheckpointError(f"kind {k.name!r} cannot derive its config from the module; pass config=")
+        config = resolve(k.config_of)(model)
+    meta = {"kind": k.name, "model": config, "run": run or {}, **extra}
+    return ckpt.save_checkpoint(path, model.state_dict(), meta)
