@@ -207,24 +207,26 @@ def _llama_layer_to_hf(st: Tensors, q: str, p: str, cfg: TransformerConfig) -> T
 # GPT-2 uses Conv1D (weight stored as (in, out)): transpose to nn.Linear's (out, in).
 _GPT2_LAYER = {"ln_1": "attn_norm", "ln_2": "mlp_norm", "attn.c_attn": "attn.qkv", "attn.c_proj": "attn.out",
                "mlp.c_fc": "mlp.fc", "mlp.c_proj": "mlp.proj"}
+_GPT2_NORMS = {"ln_1", "ln_2", "attn_norm", "mlp_norm"}
+
+
+def _gpt2_layer(src: Tensors, a: str, b: str, names: dict[str, str]) -> Tensors:
+    """Rename one GPT-2 layer's tensors from prefix ``a`` + key to ``b`` + ``names[key]``, transposing
+    the Conv1D <-> Linear weights (the transpose is its own inverse, so one function serves both ways)."""
+    out = {}
+    for src_name, dst_name in names.items():
+        w = src[f"{a}{src_name}.weight"]
+        out[f"{b}{dst_name}.weight"] = w if src_name in _GPT2_NORMS else w.t().contiguous()
+        out[f"{b}{dst_name}.bias"] = src[f"{a}{src_name}.bias"]
+    return out
 
 
 def _gpt2_layer_from_hf(hf: Tensors, p: str, q: str, cfg: TransformerConfig) -> Tensors:
-    out = {}
-    for theirs, ours in _GPT2_LAYER.items():
-        w = hf[f"{p}{theirs}.weight"]
-        out[f"{q}{ours}.weight"] = w if theirs.startswith("ln") else w.t().contiguous()
-        out[f"{q}{ours}.bias"] = hf[f"{p}{theirs}.bias"]
-    return out
+    return _gpt2_layer(hf, p, q, _GPT2_LAYER)
 
 
 def _gpt2_layer_to_hf(st: Tensors, q: str, p: str, cfg: TransformerConfig) -> Tensors:
-    out = {}
-    for theirs, ours in _GPT2_LAYER.items():
-        w = st[f"{q}{ours}.weight"]
-        out[f"{p}{theirs}.weight"] = w if theirs.startswith("ln") else w.t().contiguous()
-        out[f"{p}{theirs}.bias"] = st[f"{q}{ours}.bias"]
-    return out
+    return _gpt2_layer(st, q, p, {ours: theirs for theirs, ours in _GPT2_LAYER.items()})
 
 
 def _prefixes(cfg: TransformerConfig) -> tuple[str, str]:
