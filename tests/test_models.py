@@ -175,3 +175,38 @@ def test_areas_declare_commands_tour_sections_and_kinds_once():
     assert names == ["train", "data", "llm", "vision", "explain", "rl"]
     assert set(model_kinds()) >= {"llm", "vision", "rl-policy"}
     assert set(tour_sections()) == {"train", "distributed", "llm", "vision", "explain", "rl"}
+
+
+class Scaled(torch.nn.Module):
+    """A structural change (a new parameter) that only a registered transform can rebuild."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner, self.scale = inner, torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return self.inner(x) * self.scale
+
+
+def scale_head(model: torch.nn.Module, spec: dict) -> torch.nn.Module:
+    model.head = Scaled(model.head)
+    model.frontier_transforms = [*getattr(model, "frontier_transforms", []), spec]
+    return model
+
+
+def test_transformed_models_reload_through_their_transform(tmp_path, monkeypatch):
+    """A transform (as compress' quantizers will be) is recorded in config.json and re-applied on load
+    before the weights; an unknown transform is one clear error."""
+    monkeypatch.setattr(models, "model_transforms", lambda: {"scale-head": f"{__name__}:scale_head"})
+    model = scale_head(tiny_vision("cnn"), {"name": "scale-head", "note": 1})
+    with torch.no_grad():
+        model.head.scale.fill_(3.0)
+    models.save(model, tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["transforms"] == [{"name": "scale-head", "note": 1}]
+    loaded = models.load(tmp_path)
+    x = torch.rand(2, 1, 8, 8)
+    assert isinstance(loaded.head, Scaled) and loaded.head.scale.item() == 3.0
+    torch.testing.assert_close(loaded(x), model.eval()(x), rtol=0, atol=0)
+    monkeypatch.setattr(models, "model_transforms", lambda: {})
+    with pytest.raises(CheckpointError, match="lists transform 'scale-head', which this install does not know"):
+        models.load(tmp_path)

@@ -25,8 +25,8 @@ class ModelKind:
     - ``config_of(module) -> dict`` the inverse, for ``models.save`` without an explicit config;
     - ``detect(meta: dict) -> bool`` recognises folders written without a ``kind`` (older runs,
       Hugging Face folders);
-    - ``load(path, meta) -> nn.Module`` replaces build + load weights where a kind reads folders
-      itself (e.g. a Hugging Face folder);
+    - ``load_foreign(path, meta) -> nn.Module`` loads a folder in another library's format (a
+      config.json without a ``model`` section, e.g. a Hugging Face folder);
     - ``dataset(meta, split) -> (x, y)`` the data a saved model was trained on (classifiers).
     """
     name: str
@@ -37,7 +37,7 @@ class ModelKind:
     """what the model is for: "classifier" (images -> logits), "lm" (tokens -> logits), "policy" ..."""
     config_of: str = ""
     detect: str = ""
-    load: str = ""
+    load_foreign: str = ""
     dataset: str = ""
     description: str = ""
 
@@ -52,6 +52,9 @@ class Manifest:
     tour: dict[str, str] = field(default_factory=dict)
     """tour section name -> "module:function" ``tour(ctx) -> Section``"""
     kinds: tuple[ModelKind, ...] = ()
+    transforms: dict[str, str] = field(default_factory=dict)
+    """model transform name -> "module:function" ``apply(module, spec: dict) -> module`` that rebuilds a
+    transformed model's structure (e.g. int8 Linear layers) before its saved weights are loaded"""
 
 
 def resolve(target: str) -> Callable[..., Any]:
@@ -78,6 +81,17 @@ def manifests() -> tuple[Manifest, ...]:
 def tour_sections() -> dict[str, str]:
     """Tour section name -> "module:function", over all areas in order."""
     return {name: target for m in manifests() for name, target in m.tour.items()}
+
+
+def model_transforms() -> dict[str, str]:
+    """Transform name -> "module:function", over all areas; a name declared twice is an error."""
+    out: dict[str, str] = {}
+    for m in manifests():
+        for name, target in m.transforms.items():
+            if name in out:
+                raise RuntimeError(f"model transform {name!r} is declared by two areas' manifests")
+            out[name] = target
+    return out
 
 
 def model_kinds() -> dict[str, ModelKind]:

@@ -10,6 +10,11 @@ anything else is one clear error.
     model = models.load("runs/vision")                       # any kind
     m = models.open_model("runs/llm", kind="llm")            # + its kind, config and run config
     models.save(model, "out/model", run={"note": "pruned"})
+
+Transformed models (quantized, pruned...) keep their kind: the transform records itself in the
+module's ``frontier_transforms`` list (``[{"name": ..., **spec}]``), ``save`` writes that list to
+config.json, and ``load`` rebuilds the plain model, re-applies each transform by name (an area
+declares it in its manifest's ``transforms``) and only then loads the saved weights.
 """
 from __future__ import annotations
 
@@ -21,11 +26,14 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from .areas import ModelKind, model_kinds, resolve
+from .areas import ModelKind, model_kinds, model_transforms, resolve
 from .errors import CheckpointError
 from .train import checkpoint as ckpt
 
-__all__ = ["Loaded", "load", "open_model", "save", "kind_of", "model_dir", "kinds"]
+__all__ = ["Loaded", "load", "open_model", "save", "kind_of", "model_dir", "kinds", "TRANSFORMS_ATTR"]
+
+TRANSFORMS_ATTR = "frontier_transforms"
+"""module attribute: the transforms applied to a kit model, in order (saved to config.json)"""
 
 
 def kinds() -> dict[str, ModelKind]:
@@ -100,13 +108,29 @@ class Loaded:
         return resolve(self.kind.dataset)(self.meta, split)
 
 
-def _default_load(kind: ModelKind, path: Path, meta: dict[str, Any]) -> nn.Module:
+def _build_and_load(kind: ModelKind, path: Path, meta: dict[str, Any]) -> nn.Module:
+    """Build the plain model, re-apply its saved transforms by name, then load the weights."""
     config = meta.get("model")
     if not isinstance(config, dict) or not config:
+        if kind.load_foreign:
+            return resolve(kind.load_foreign)(path, meta)
         raise CheckpointError(f"{path}/{ckpt.CONFIG_FILE} has no 'model' section; the checkpoint is incomplete")
     model = resolve(kind.build)(config)
+    for spec in _transforms(meta, path):
+        model = resolve(model_transforms()[spec["name"]])(model, spec)
     ckpt.load_into(model, path)
     return model
+
+
+def _transforms(meta: dict[str, Any], path: Path) -> list[dict[str, Any]]:
+    specs = meta.get("transforms") or []
+    known = model_transforms()
+    for spec in specs:
+        if not isinstance(spec, dict) or spec.get("name") not in known:
+            name = spec.get("name") if isinstance(spec, dict) else spec
+            raise CheckpointError(f"{path}/{ckpt.CONFIG_FILE} lists transform {name!r}, which this install does "
+                                  f"not know (known: {', '.join(known) or 'none'}); is an area package missing?")
+    return specs
 
 
 def open_model(path: str | Path, kind: str | Iterable[str] | None = None,
@@ -124,7 +148,7 @@ def open_model(path: str | Path, kind: str | Iterable[str] | None = None,
                    if (not want_kinds or n in want_kinds) and want_tags <= kk.tags]
         raise CheckpointError(f"{path} holds a {k.name!r} model ({k.description or k.name}); {what} needs "
                               f"{need} (kinds: {', '.join(fitting) or 'none installed'})")
-    model = resolve(k.load)(path, meta) if k.load else _default_load(k, path, meta)
+    model = _build_and_load(k, path, meta)
     return Loaded(model=model.eval(), kind=k, path=path, meta=meta)
 
 
@@ -145,9 +169,9 @@ def kind_of(model: nn.Module) -> ModelKind | None:
 
 def save(model: nn.Module, path: str | Path, *, kind: str | None = None, config: dict[str, Any] | None = None,
          run: dict[str, Any] | None = None, **extra: Any) -> Path:
-    """Write ``model`` as a folder ``load`` reads back: config.json {kind, model, run, ...} + safetensors.
-
-    ``kind`` and ``config`` default to what the model's registered kind derives from the module."""
+    """Write ``model`` as a folder ``load`` reads back: config.json {kind, model, run, transforms, ...}
+    + safetensors (atomically). ``kind`` and ``config`` default to what the model's registered kind
+    derives from the module; the transforms are the module's ``frontier_transforms``."""
     k = model_kinds().get(kind) if kind else kind_of(model)
     if k is None:
         raise CheckpointError(f"cannot save a {type(model).__name__}: it is no registered model kind "
@@ -157,4 +181,6 @@ def save(model: nn.Module, path: str | Path, *, kind: str | None = None, config:
             raise CheckpointError(f"kind {k.name!r} cannot derive its config from the module; pass config=")
         config = resolve(k.config_of)(model)
     meta = {"kind": k.name, "model": config, "run": run or {}, **extra}
+    if getattr(model, TRANSFORMS_ATTR, None):
+        meta["transforms"] = list(getattr(model, TRANSFORMS_ATTR))
     return ckpt.save_checkpoint(path, model.state_dict(), meta)

@@ -13,7 +13,7 @@ MANIFEST = Manifest(
     tour={"llm": "frontierkit.llm.demo:tour"},
     kinds=(ModelKind("llm", build="frontierkit.llm.manifest:build", classes=("frontierkit.llm.model:Transformer",),
                      tags=frozenset({"lm"}), config_of="frontierkit.llm.manifest:config_of",
-                     detect="frontierkit.llm.manifest:detect", load="frontierkit.llm.manifest:load",
+                     detect="frontierkit.llm.manifest:detect", load_foreign="frontierkit.llm.manifest:load_hf",
                      description="a decoder-only transformer language model"),),
 )
 
@@ -36,12 +36,7 @@ def detect(meta: dict[str, Any]) -> bool:
     return "model_type" in meta or (isinstance(model, dict) and {"n_layers", "d_model", "vocab_size"} <= set(model))
 
 
-def load(path: Path, meta: dict[str, Any]):
-    """Our checkpoint (build + safetensors) or a Hugging Face folder (converted on load)."""
-    if "model_type" in meta:
-        from .convert import from_hf
-        return from_hf(path)
-    from ..train.checkpoint import load_into
-    model = build(meta["model"])
-    load_into(model, path)
-    return model
+def load_hf(path: Path, meta: dict[str, Any]):
+    """A Hugging Face Llama/Mistral/Qwen2/GPT-2 folder, converted on load."""
+    from .convert import from_hf
+    return from_hf(path)
