@@ -61,3 +61,14 @@ def test_data_size_mistakes_are_one_line_errors(tmp_path):
     r = run("train", "digits", "--train.batch_size", "5000", "--out", str(tmp_path), "--tracker", "none")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "train.batch_size=5000 exceeds the 1347 samples" in r.stderr
+
+
+def test_version_and_unknown_top_level_flags():
+    """`frontier --version` prints the version (exit 0); an unknown flag is named, not swallowed."""
+    from frontierkit import __version__
+    v = run("--version")
+    assert v.returncode == 0 and v.stdout.strip() == f"frontierkit {__version__}"
+    bad = run("--frobnicate")
+    assert bad.returncode == 2 and "unrecognised arguments: --frobnicate" in bad.stderr
+    sub = run("vision", "eval", "--model", "x", "--bogus", "1")
+    assert sub.returncode == 2 and "unrecognised arguments: --bogus 1" in sub.stderr and "Traceback" not in sub.stderr

@@ -50,9 +50,11 @@ def test_wandb_offline_writes_a_local_run(tmp_path, monkeypatch):
     assert len(read_metrics(tmp_path / "w")) == 3
 
 
-def test_none_writes_nothing_and_bad_kind_errors(tmp_path):
+def test_none_still_writes_metrics_jsonl_and_bad_kind_errors(tmp_path):
+    """`--tracker none` means no backend besides metrics.jsonl, which --help promises is always written."""
     _log(make_tracker("none", tmp_path / "n"))
-    assert not (tmp_path / "n" / "metrics.jsonl").exists()
+    assert len(read_metrics(tmp_path / "n")) == 3
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "n" / "wandb").exists()
     with pytest.raises(ConfigError, match="tracker='tensorboard' is invalid"):
         make_tracker("tensorboard", tmp_path)
 

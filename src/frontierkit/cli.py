@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 
+from . import __version__
 from .areas import manifests, resolve
 from .command import print_config, split_overrides
 from .errors import USER_ERRORS
@@ -17,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="frontier", description="frontierkit: frontier AI techniques, "
                                      "each implemented once and proven against the reference library.")
+    parser.add_argument("--version", action="version", version=f"frontierkit {__version__}")
     sub = parser.add_subparsers(dest="area", metavar="AREA")
     for m in manifests():
         if m.commands:
@@ -29,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "accepts_overrides", False):
+        print(f"frontier: error: unrecognised arguments: {' '.join(rest)} (see frontier "
+              f"{args.area + ' ' if args.area else ''}--help)", file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         try:
             parser.parse_args([args.area, "--help"] if args.area else ["--help"])

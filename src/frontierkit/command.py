@@ -28,7 +28,8 @@ def add_run_args(p: argparse.ArgumentParser, config_cls: type | None = None, nam
             _add_strategy_args(p)
     p.add_argument("--out", metavar="DIR", help=f"run folder (default: runs/{name})")
     p.add_argument("--tracker", default="mlflow", choices=TRACKERS,
-                   help="where metrics go besides metrics.jsonl (default mlflow, sqlite at runs/mlflow.db)")
+                   help="where metrics go besides metrics.jsonl, which is always written (default mlflow, "
+                        "sqlite at runs/mlflow.db; jsonl or none: nowhere else)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run_name=name)
 
@@ -74,7 +75,7 @@ def start_run(args: argparse.Namespace, config: Any = None) -> Run:
     out = Path(args.out or f"runs/{args.run_name}")
     out.mkdir(parents=True, exist_ok=True)
     rank = int(os.environ.get("RANK", "0"))       # under torchrun only rank 0 tracks and writes
-    tracker = make_tracker(args.tracker if rank == 0 else "none", out)
+    tracker = make_tracker(args.tracker, out) if rank == 0 else MultiTracker([])  # one writer per run
     if config is not None and rank == 0:
         import json
         (out / "run_config.json").write_text(json.dumps(to_dict(config), indent=2, sort_keys=True))
@@ -89,9 +90,8 @@ def print_config(args: argparse.Namespace) -> int:
 
 
 def split_overrides(args: argparse.Namespace, rest: list[str]) -> None:
-    """Attach leftover ``--a.b VALUE`` args as overrides, or fail if the command takes none."""
-    if rest and not getattr(args, "accepts_overrides", False):
-        raise ConfigError(f"unrecognised arguments: {' '.join(rest)}")
+    """Attach leftover ``--a.b VALUE`` args as overrides (the CLI refuses them earlier for commands
+    that take none)."""
     if rest:
         parse_overrides(rest)  # validate syntax early
     args.overrides = rest

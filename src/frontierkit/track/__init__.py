@@ -157,12 +157,10 @@ def close_open_trackers(status: str = "FAILED") -> None:
 
 
 def make_tracker(kind: str, out: str | Path, run_name: str | None = None) -> MultiTracker:
-    """jsonl (always, unless ``none``) plus the chosen backend."""
+    """``<out>/metrics.jsonl`` always, plus the chosen backend (``jsonl`` and ``none``: no other)."""
     if kind not in TRACKERS:
         from ..config import ConfigError
         raise ConfigError(f"tracker={kind!r} is invalid: choose one of {', '.join(TRACKERS)}")
-    if kind == "none":
-        return MultiTracker([])
     run_name = run_name or Path(out).name
     trackers: list[Tracker] = [JsonlTracker(out)]
     if kind == "mlflow":
