@@ -15,8 +15,13 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     g.add_argument("--method", default="gradcam", choices=("gradcam", "gradcam++", "hirescam"))
     g.add_argument("--layer", default=None, help="dotted module name (default: the model's cam_layer)")
     g.set_defaults(func=gradcam_cmd)
-    s = cmds.add_parser("shap", help="DeepSHAP values for every class (SHAP image plot)")
+    s = cmds.add_parser("shap", help="SHAP values for every class (SHAP image plot)")
+    s.add_argument("--explainer", default="auto", choices=("auto", "deep", "gradient", "kernel"),
+                   help="deep (DeepLIFT rules, exact additivity), gradient (expected gradients, any "
+                        "differentiable model), kernel (model-agnostic); auto: deep, else gradient with a note")
     s.add_argument("--background", type=int, default=100, help="training images used as references")
+    s.add_argument("--nsamples", type=int, default=200,
+                   help="gradient: draws per input; kernel: coalitions per input (default 200)")
     s.set_defaults(func=shap_cmd)
     i = cmds.add_parser("ig", help="Integrated Gradients with the convergence delta")
     i.add_argument("--steps", type=int, default=50, help="path points (Gauss-Legendre)")
@@ -117,22 +122,57 @@ def gradcam_cmd(args: argparse.Namespace) -> int:
 
 
 def shap_cmd(args: argparse.Namespace) -> int:
+    import sys
+
     import numpy as np
 
+    from ..config import ConfigError
+    from .deeplift import UnsupportedOpError
     from .plots import save_png, shap_image_figure
-    from .shap import DeepExplainer
 
+    for name in ("background", "nsamples"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name} {getattr(args, name)} is invalid: pass an integer >= 1")
     loaded, x, y, pred, target, out = _setup(args)
     background = loaded.dataset("train")[0][: args.background]
-    explainer = DeepExplainer(loaded.model, background)
-    values = explainer.shap_values(x)                                  # (n, C, H, W, K)
-    np.save(out / "shap.npy", values.numpy())
+    kind = "deep" if args.explainer == "auto" else args.explainer
+    try:
+        values, expected = _shap_values(kind, loaded.model, background, x, args.nsamples)
+    except UnsupportedOpError as e:
+        if args.explainer != "auto":
+            raise
+        print(f"frontier explain shap: DeepExplainer cannot explain this model ({e}); using the "
+              f"GradientExplainer (expected gradients) instead", file=sys.stderr)
+        kind = "gradient"
+        values, expected = _shap_values(kind, loaded.model, background, x, args.nsamples)
+    np.save(out / "shap.npy", values.numpy())                         # (n, C, H, W, K)
     np.save(out / "shap_target.npy", values.gather(-1, target.view(-1, 1, 1, 1, 1).expand(
         *values.shape[:-1], 1))[..., 0].numpy())
     save_png(shap_image_figure(values, x), out / "shap.png")
-    _summary(out, "deep-shap", x, y, pred, target, expected_value=explainer.expected_value.tolist(),
+    _summary(out, f"{kind}-shap", x, y, pred, target, expected_value=expected.tolist(),
              files=["shap.png", "shap.npy", "shap_target.npy"])
     return 0
+
+
+def _shap_values(kind: str, model, background, x, nsamples: int):
+    """(values (n, *in, K), expected value (K,)) from the chosen explainer."""
+    import torch
+
+    from .shap import DeepExplainer, GradientExplainer, KernelExplainer
+    if kind == "deep":
+        e = DeepExplainer(model, background)
+        return e.shap_values(x), e.expected_value
+    if kind == "gradient":
+        e = GradientExplainer(model, background)
+        return e.shap_values(x, nsamples=nsamples), e.expected_value
+    shape = x.shape[1:]
+
+    def f(rows):                                                    # (N, M) pixels -> (N, K) logits
+        with torch.no_grad():
+            return model(torch.as_tensor(rows, dtype=torch.float32).view(-1, *shape)).numpy()
+    e = KernelExplainer(f, background.flatten(1).numpy())
+    phi = torch.as_tensor(e.shap_values(x.flatten(1).numpy(), nsamples=nsamples), dtype=torch.float32)
+    return phi.view(len(x), *shape, -1), torch.as_tensor(e.expected_value)
 
 
 def ig_cmd(args: argparse.Namespace) -> int:
