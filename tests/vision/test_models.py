@@ -6,9 +6,10 @@ import json
 import pytest
 import torch
 
+from frontierkit import models
 from frontierkit.config import ConfigError, to_dict
-from frontierkit.vision import (MODEL_NAMES, VisionModelConfig, accuracy, build_model, load_classifier,
-                                load_data, run_config_for, train_classifier)
+from frontierkit.vision import (MODEL_NAMES, VisionModelConfig, accuracy, build_model, load_data, run_config_for,
+                                train_classifier)
 from frontierkit.vision.train import VisionDataConfig
 
 
@@ -30,6 +31,16 @@ def test_resnet_has_batchnorm_residual_and_maxpool():
     m = build_model("resnet")
     kinds = {type(mod).__name__ for mod in m.modules()}
     assert {"BatchNorm2d", "MaxPool2d", "BasicBlock"} <= kinds
+
+
+def test_vit_is_built_from_the_shared_encoder_block():
+    """The ViT's blocks are nn.EncoderBlock (pre-norm MHA + exact-GELU MLP); Grad-CAM's layer is the last one's LN."""
+    from frontierkit.nn import EncoderBlock
+
+    m = build_model("vit", depth=3)
+    assert len(m.blocks) == 3 and all(isinstance(b, EncoderBlock) for b in m.blocks)
+    assert m.cam_layer is m.blocks[-1].attn_norm
+    assert m.blocks[0].mlp.approximate == "none" and m.blocks[0].mlp.fc.out_features == 2 * m.config.width
 
 
 @pytest.mark.parametrize("fields,field", [({"name": "vit", "width": 30, "heads": 4}, "model.heads"),
@@ -59,7 +70,7 @@ def test_digits_test_accuracy_reaches_stated_level(name, minimum, tmp_path):
     assert metrics["test_acc"] >= minimum, metrics
     conf = json.loads((tmp_path / "model" / "config.json").read_text())
     assert conf["model"]["name"] == name and conf["step"] == steps
-    loaded = load_classifier(tmp_path)                        # weights + config from <out>/model
+    loaded = models.load(tmp_path)                            # weights + config from <out>/model
     x, y = load_data(VisionDataConfig(), "test")
     assert accuracy(loaded, x, y) == pytest.approx(metrics["test_acc"])
 

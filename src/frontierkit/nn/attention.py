@@ -2,7 +2,9 @@
 grouped-query attention (Ainslie et al. 2023, GQA) by ``n_kv_heads``; sliding-window attention
 (Child et al. 2019; Beltagy et al. 2020; Mistral, Jiang et al. 2023) computed blockwise in
 O(n·w); and a pre-allocated KV cache that stores only the ``n_kv_heads`` key/value heads (a
-rolling buffer of ``window`` slots for sliding-window layers, Mistral §2).
+rolling buffer of ``window`` slots for sliding-window layers, Mistral §2). For encoders and
+conditioning (ViT, CLIP towers, a diffusion UNet's transformer blocks): bidirectional attention with a
+key padding mask, and cross-attention to an external context (``EncoderAttention``).
 
 Window semantics follow Mistral/HF: query i sees keys j with 0 <= i - j < window.
 All kernels go through ``torch.nn.functional.scaled_dot_product_attention``.
@@ -71,15 +73,26 @@ def _blocks(x: torch.Tensor, left: int, right: int, span: int, step: int) -> tor
     return x.as_strided((b, nb, h, span, d), (h * length * d, step * d, length * d, d, 1))
 
 
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid: torch.Tensor | None = None,
+              causal: bool = False) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + mask) v, Vaswani et al. eq. (1), masking padded keys and (if causal) the future.
+
+    q (B, H, T, D), k/v (B, Hkv, S, D), key_valid (B, S) bool (True: a real key) or None -> (B, H, T, D).
+    Padded keys get exactly zero weight; without ``causal`` each query needs one real key (else NaN, as
+    in torch.nn.MultiheadAttention). ``causal`` needs T == S; a padding query then still sees itself."""
+    if key_valid is None or bool(key_valid.all()):
+        return sdpa(q, k, v, causal=causal)
+    if causal:
+        return sdpa(q, k, v, padded_causal_mask(q.shape[2], key_valid))        # (B, 1, T, S) mask
+    return sdpa(q, k, v, key_valid[:, None, None, :])                          # (B, 1, 1, S) mask
+
+
 def self_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int | None = None,
                    key_valid: torch.Tensor | None = None) -> torch.Tensor:
     """Causal attention of a whole sequence to itself (training and prefill)."""
-    n = q.shape[2]
-    if window is not None and n > window:
+    if window is not None and q.shape[2] > window:
         return sliding_window_attention(q, k, v, window, key_valid=key_valid)
-    if key_valid is None or bool(key_valid.all()):
-        return sdpa(q, k, v, causal=True)
-    return sdpa(q, k, v, padded_causal_mask(n, key_valid))
+    return attention(q, k, v, key_valid, causal=True)
 
 
 class KVCache:
@@ -177,3 +190,36 @@ class Attention(nn.Module):
         else:
             y = self_attention(q, k, v, self.window, valid)
         return self.out(y.transpose(1, 2).reshape(b, t, h * d))              # (B, T, C)
+
+
+class EncoderAttention(nn.Module):
+    """Multi-head attention with separate, biased q/k/v/out projections (Vaswani et al. 2017 §3.2.2), as
+    CLIP, ViT and diffusers lay it out: self-attention over x, or cross-attention from x (B, T, dim) to a
+    ``context`` (B, S, context_dim) with its own key/value input width (Rombach et al. 2022 §3.3).
+
+    Bidirectional unless ``causal``; no RoPE, GQA or KV cache (those live in ``Attention``, the decoder's)."""
+
+    def __init__(self, dim: int, n_heads: int, *, head_dim: int | None = None, context_dim: int | None = None,
+                 qkv_bias: bool = True, out_bias: bool = True):
+        super().__init__()
+        if head_dim is None and dim % n_heads:
+            raise ValueError(f"dim={dim} is not divisible by n_heads={n_heads}: change one or pass head_dim")
+        self.n_heads, self.head_dim = n_heads, head_dim or dim // n_heads
+        inner, kv_dim = n_heads * self.head_dim, context_dim or dim
+        self.q_proj = nn.Linear(dim, inner, bias=qkv_bias)
+        self.k_proj = nn.Linear(kv_dim, inner, bias=qkv_bias)
+        self.v_proj = nn.Linear(kv_dim, inner, bias=qkv_bias)
+        self.out_proj = nn.Linear(inner, dim, bias=out_bias)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, key_valid: torch.Tensor | None = None,
+                causal: bool = False) -> torch.Tensor:
+        """x (B, T, dim); context (B, S, context_dim) or None (self-attention: S = T); key_valid (B, S) bool."""
+        kv = x if context is None else context                                 # (B, S, kv_dim)
+        q = self._split_heads(self.q_proj(x))                                  # (B, H, T, hd)
+        k = self._split_heads(self.k_proj(kv))                                 # (B, H, S, hd)
+        v = self._split_heads(self.v_proj(kv))                                 # (B, H, S, hd)
+        y = attention(q, k, v, key_valid, causal)                              # (B, H, T, hd)
+        return self.out_proj(y.transpose(1, 2).flatten(2))                     # (B, T, dim)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.n_heads, self.head_dim)).transpose(1, 2)  # (B, L, H*hd) -> (B, H, L, hd)

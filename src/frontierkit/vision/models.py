@@ -1,7 +1,7 @@
 """Small image classifiers for digits (8x8, optionally upscaled) and shapes (RGB): an MLP, a plain
 CNN (LeCun et al., 1998), a small ResNet (He et al., 2016, "Deep Residual Learning": BasicBlock
 with BatchNorm, residual adds and max-pool) and a tiny Vision Transformer (Dosovitskiy et al., 2021,
-"An Image is Worth 16x16 Words": patch embedding, [CLS] token, pre-norm encoder blocks).
+"An Image is Worth 16x16 Words": patch embedding, [CLS] token, the shared pre-norm ``nn.EncoderBlock``).
 
 Every model maps images (B, C, H, W) to logits (B, num_classes), keeps its architecture in one
 ``VisionModelConfig`` (saved as ``config.json["model"]``), and names the layer Grad-CAM should look
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import from_dict, require, to_dict
+from ..nn import EncoderBlock, LayerNorm
 
 ModelName = Literal["mlp", "cnn", "resnet", "vit"]
 MODEL_NAMES: tuple[str, ...] = ("mlp", "cnn", "resnet", "vit")
@@ -163,39 +163,9 @@ class SmallResNet(nn.Module):
         return self.head(self.dropout(h))                # (B, num_classes)
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention (Vaswani et al., 2017) via torch's scaled_dot_product_attention."""
-
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, D = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # 3x (B, h, T, hs)
-        y = F.scaled_dot_product_attention(q, k, v)      # (B, h, T, hs)
-        return self.proj(y.transpose(1, 2).reshape(B, T, D))
-
-
-class EncoderBlock(nn.Module):
-    """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x)) with GELU."""
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: int):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))                 # (B, T, D)
-        return x + self.mlp(self.norm2(x))               # (B, T, D)
-
-
 class TinyViT(nn.Module):
-    """Dosovitskiy et al. (2021): patches -> linear embedding + [CLS] + learned positions -> blocks -> LN -> head."""
+    """Dosovitskiy et al. (2021) eqs. 1-4: patches -> linear embedding + [CLS] + learned positions -> pre-norm
+    encoder blocks (``nn.EncoderBlock``: MHA, exact-GELU MLP) -> LN -> head on [CLS]."""
 
     num_prefix_tokens = 1
 
@@ -207,22 +177,25 @@ class TinyViT(nn.Module):
         self.patch_embed = nn.Conv2d(cfg.in_channels, D, p, stride=p)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.pos_embed = nn.Parameter(torch.randn(1, 1 + self.grid_size ** 2, D) * 0.02)
-        self.blocks = nn.Sequential(*[EncoderBlock(D, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth)])
-        self.norm = nn.LayerNorm(D)
+        self.blocks = nn.ModuleList(EncoderBlock(D, cfg.heads, mlp_hidden=cfg.mlp_ratio * D, activation="gelu")
+                                    for _ in range(cfg.depth))
+        self.norm = LayerNorm(D)
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(D, cfg.num_classes)
 
     @property
     def cam_layer(self) -> nn.Module:
         """The last block's first LayerNorm: tokens (B, 1+g*g, D) that Grad-CAM reshapes to a grid."""
-        return self.blocks[-1].norm1
+        return self.blocks[-1].attn_norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B = x.shape[0]
         t = self.patch_embed(x).flatten(2).transpose(1, 2)          # (B, g*g, D)
         t = torch.cat([self.cls_token.expand(B, -1, -1), t], dim=1)  # (B, 1+g*g, D)
-        t = self.norm(self.blocks(t + self.pos_embed))               # (B, 1+g*g, D)
-        return self.head(self.dropout(t[:, 0]))                      # (B, num_classes)
+        t = t + self.pos_embed                                       # (B, 1+g*g, D)
+        for block in self.blocks:
+            t = block(t)                                             # (B, 1+g*g, D)
+        return self.head(self.dropout(self.norm(t)[:, 0]))           # (B, num_classes)
 
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn": SmallCNN, "resnet": SmallResNet, "vit": TinyViT}
