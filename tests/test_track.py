@@ -80,3 +80,45 @@ def test_a_failed_command_marks_its_mlflow_run_failed(tmp_path, capsys):
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("frontierkit").experiment_id])
     assert run.info.status == "FAILED"
+
+
+def _runs(tmp_path):
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    return client, client.search_runs([client.get_experiment_by_name("frontierkit").experiment_id])
+
+
+def _killed_start(out):
+    """A process that opens the folder's MLflow run, logs a step and dies without closing it."""
+    import subprocess
+    import sys
+    code = ("import os; from frontierkit.track import make_tracker; t = make_tracker('mlflow', %r); "
+            "t.log_params({'lr': 0.1}); t.log_metrics({'loss': 1.0}, 1); os._exit(9)") % str(out)
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 9
+
+
+def test_one_run_folder_is_one_mlflow_run_across_kill_and_resume(tmp_path):
+    """A killed run is reopened by the next start (same run id, params kept, metrics continue) and ends
+    FINISHED; a later re-run that logs nothing (refused / already done) keeps FINISHED, adds no run."""
+    out = tmp_path / "runs" / "r"
+    _killed_start(out)
+    client, (run,) = _runs(tmp_path)
+    assert run.info.status == "RUNNING"
+    t = make_tracker("mlflow", out)
+    t.log_metrics({"loss": 0.5}, 2)
+    t.close()
+    client, runs = _runs(tmp_path)
+    assert [r.info.run_id for r in runs] == [run.info.run_id] and runs[0].info.status == "FINISHED"
+    assert runs[0].data.params["lr"] == "0.1"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2]
+    make_tracker("mlflow", out).close("FAILED")          # e.g. a re-run refused for a changed config
+    _, runs = _runs(tmp_path)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+
+
+def test_an_abandoned_run_is_marked_killed_by_the_next_start(tmp_path):
+    out = tmp_path / "runs" / "r"
+    _killed_start(out)
+    make_tracker("mlflow", out).close("FAILED")          # the next start is refused before logging
+    _, runs = _runs(tmp_path)
+    assert len(runs) == 1 and runs[0].info.status == "KILLED"

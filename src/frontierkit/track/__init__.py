@@ -65,7 +65,14 @@ class JsonlTracker(NullTracker):
 
 
 class MlflowTracker(NullTracker):
-    """MLflow with a sqlite backend under the runs folder (no server)."""
+    """MLflow with a sqlite backend under the runs folder (no server).
+
+    One run folder = one MLflow run: its id is kept in ``<out>/.mlflow-run-id`` and reopened when the
+    folder is run again (a resume continues the same run, params included). A re-run that logs nothing
+    (refused, or already finished) leaves the run's previous status; a run found still RUNNING by the
+    next start was abandoned (its process killed) and is marked KILLED unless the new start resumes it."""
+
+    ID_FILE = ".mlflow-run-id"
 
     def __init__(self, out: str | Path, run_name: str, experiment: str = "frontierkit"):
         import logging
@@ -79,20 +86,42 @@ class MlflowTracker(NullTracker):
         if mlflow.get_experiment_by_name(experiment) is None:
             mlflow.create_experiment(experiment, artifact_location=(out.parent / "mlartifacts").as_uri())
         mlflow.set_experiment(experiment)
-        self.run = mlflow.start_run(run_name=run_name)
+        self.id_file = out / self.ID_FILE
+        previous = self._stored_run()
+        self.previous_status = previous.info.status if previous is not None else None
+        self.logged = False
+        if previous is not None:
+            self.run = mlflow.start_run(run_id=previous.info.run_id)
+        else:
+            self.run = mlflow.start_run(run_name=run_name)
+            out.mkdir(parents=True, exist_ok=True)
+            self.id_file.write_text(self.run.info.run_id)
+
+    def _stored_run(self):
+        """The run this folder logged to before, if its id is stored and the database still has it."""
+        if not self.id_file.is_file():
+            return None
+        try:
+            return self.mlflow.tracking.MlflowClient().get_run(self.id_file.read_text().strip())
+        except Exception:                        # deleted database or run: start a new one
+            return None
 
     def log_params(self, params: dict[str, Any]) -> None:
         flat = {k: str(v)[:500] for k, v in flatten(params).items()}
         self.mlflow.log_params(flat)
+        self.logged = True
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         clean = {k.replace("/", "_"): float(v) for k, v in metrics.items() if math.isfinite(float(v))}
         self.mlflow.log_metrics(clean, step=step)
+        self.logged = True
 
     def log_artifact(self, path: str | Path) -> None:
         self.mlflow.log_artifact(str(path))
 
     def close(self, status: str = "FINISHED") -> None:
+        if self.previous_status is not None and not self.logged:
+            status = "KILLED" if self.previous_status == "RUNNING" else self.previous_status
         self.mlflow.end_run(status=status)
 
 
