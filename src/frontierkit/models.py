@@ -30,7 +30,7 @@ from .areas import ModelKind, model_kinds, model_transforms, resolve
 from .errors import CheckpointError
 from .train import checkpoint as ckpt
 
-__all__ = ["Loaded", "load", "open_model", "save", "kind_of", "model_dir", "kinds", "TRANSFORMS_ATTR"]
+__all__ = ["Loaded", "build", "load", "open_model", "save", "kind_of", "model_dir", "kinds", "TRANSFORMS_ATTR"]
 
 TRANSFORMS_ATTR = "frontier_transforms"
 """module attribute: the transforms applied to a kit model, in order (saved to config.json)"""
@@ -39,6 +39,15 @@ TRANSFORMS_ATTR = "frontier_transforms"
 def kinds() -> dict[str, ModelKind]:
     """Every model kind the installed areas declare."""
     return model_kinds()
+
+
+def build(kind: str, config: dict[str, Any]) -> nn.Module:
+    """A fresh (untrained) model of a registered kind from its config dict, e.g. an LLM for LLaVA's
+    language model, without importing the area that defines it."""
+    known = model_kinds()
+    if kind not in known:
+        raise CheckpointError(f"model kind {kind!r} is not registered (known kinds: {', '.join(known)})")
+    return resolve(known[kind].build)(config)
 
 
 def model_dir(path: str | Path) -> Path:
