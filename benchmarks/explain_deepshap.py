@@ -58,6 +58,7 @@ def main() -> int:
     import shap
 
     from frontierkit.explain import DeepExplainer
+    from frontierkit.hardware import capability_line, cpu_capability
     from frontierkit.vision import VisionDataConfig, load_data, run_config_for, train_classifier
 
     (x_tr, _), (x_te, _) = load_data(VisionDataConfig(), "train"), load_data(VisionDataConfig(), "test")
@@ -83,6 +84,7 @@ def main() -> int:
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.machine()} {platform.processor() or ''} ({torch.get_num_threads()} thread), "
                        f"torch {torch.__version__}, shap {shap.__version__}, python {platform.python_version()}",
+            "cpu_capability": cpu_capability(),
             "command": "python benchmarks/explain_deepshap.py" + (" --quick" if args.quick else "")}
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
@@ -90,7 +92,8 @@ def main() -> int:
     cols = list(rows[0])
     fmt = lambda v: "n/a (shap wrong)" if v is None else (f"{v:.2e}" if isinstance(v, float) and abs(v) < 1e-2 and v else str(v))  # noqa: E731
     md = [f"# DeepExplainer: frontierkit vs shap.DeepExplainer\n", f"- date: {meta['date']}",
-          f"- machine: {meta['machine']}", f"- command: `{meta['command']}`",
+          f"- machine: {meta['machine']}", f"- cpu capability: {capability_line(meta['cpu_capability'])}",
+          f"- command: `{meta['command']}`",
           "- time: best of repeats; speedup = shap_s / ours_s; diff over all inputs x pixels x 10 classes\n",
           "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]

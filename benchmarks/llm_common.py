@@ -55,15 +55,18 @@ def matmul_peak_flops(n: int = 1024, repeat: int = 5) -> float:
 
 
 def write_results(name: str, rows: list[dict[str, Any]], summary: dict[str, Any], notes: str = "") -> None:
-    """benchmarks/results/<name>.json and .md with date, machine and command."""
+    """benchmarks/results/<name>.json and .md with date, machine, CPU capability and command."""
+    from frontierkit.hardware import capability_line, cpu_capability
+
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+            "cpu_capability": cpu_capability(),
             "command": "python " + " ".join(["benchmarks/" + Path(sys.argv[0]).name] + sys.argv[1:])}
     (RESULTS / f"{name}.json").write_text(json.dumps({**meta, "summary": summary, "rows": rows}, indent=2))
     cols = list(dict.fromkeys(k for r in rows for k in r))
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
     lines = [f"# {name}", "", f"- date: {meta['date']}", f"- machine: {meta['machine']}",
-             f"- command: `{meta['command']}`", ""]
+             f"- cpu capability: {capability_line(meta['cpu_capability'])}", f"- command: `{meta['command']}`", ""]
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
     lines += ["", "Summary: " + ", ".join(f"{k} = {fmt(v)}" for k, v in summary.items())]

@@ -30,13 +30,18 @@ def machine() -> str:
 
 
 def write_results(name: str, data: dict, table: list[dict], command: str, notes: list[str]) -> None:
-    """benchmarks/results/<name>.json and .md: date, machine, command, table, notes."""
+    """benchmarks/results/<name>.json and .md: date, machine, CPU capability, command, table, notes."""
+    from frontierkit.hardware import capability_line, cpu_capability
+
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    payload = {"date": stamp, "machine": machine(), "command": command, "notes": notes, "table": table, **data}
+    cap = cpu_capability()
+    payload = {"date": stamp, "machine": machine(), "cpu_capability": cap, "command": command, "notes": notes,
+               "table": table, **data}
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2, default=float))
     cols = list(dict.fromkeys(k for r in table for k in r))
-    lines = [f"# {name}", "", f"- date: {stamp}", f"- machine: {machine()}", f"- command: `{command}`", ""]
+    lines = [f"# {name}", "", f"- date: {stamp}", f"- machine: {machine()}",
+             f"- cpu capability: {capability_line(cap)}", f"- command: `{command}`", ""]
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in table:
         lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")

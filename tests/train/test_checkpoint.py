@@ -97,6 +97,53 @@ def test_training_checkpoints_rotate_and_point_to_latest(tmp_path):
     assert sorted(p.name for p in ckpt.checkpoint_dir(tmp_path).glob("step-*")) == ["step-0000020", "step-0000030"]
 
 
+def test_sharded_writers_commit_through_the_same_function(tmp_path):
+    """A shard folder written into the temp dir (as DCP/DeepSpeed do) is committed by commit_training_dir:
+    config.json + trainer.pt added, renamed to step-N, latest moved, older steps pruned, no temp left."""
+    for step in (1, 2, 3):
+        tmp = ckpt.begin_training_checkpoint(tmp_path, step)
+        (tmp / "dcp").mkdir()
+        (tmp / "dcp" / "__0_0.distcp").write_bytes(b"shard")
+        path = ckpt.commit_training_dir(tmp, tmp_path, step, {"step": step}, {"step": step}, keep=2)
+    assert path == ckpt.latest_checkpoint(tmp_path) == ckpt.step_path(tmp_path, 3)
+    assert (path / "dcp" / "__0_0.distcp").read_bytes() == b"shard"
+    assert json.loads((path / ckpt.CONFIG_FILE).read_text()) == {"step": 3}
+    assert ckpt.load_trainer_state(path) == {"step": 3}
+    assert sorted(p.name for p in ckpt.checkpoint_dir(tmp_path).iterdir()) == ["latest", "step-0000002",
+                                                                              "step-0000003"]
+
+
+def test_strategy_checkpoints_plain_state_without_the_trainer(tmp_path):
+    """Strategy.save_checkpoint(out, step, config, trainer_state) / load_checkpoint(path) -> trainer_state:
+    weights, AdamW and scheduler state round-trip; the loop's own keys come back untouched."""
+    from frontierkit.train import TrainConfig
+    from frontierkit.train.strategy import make_strategy
+    cfg = TrainConfig(steps=5, warmup_steps=2)
+    a = make_strategy(cfg)
+    a.setup(small())
+    a.module(torch.randn(3, 4)).sum().backward()
+    a.optimizer.step()
+    a.scheduler.step()
+    a.save_checkpoint(tmp_path, 1, {"run": {}}, {"step": 1, "history": [{"loss": 1.0}]})
+    b = make_strategy(cfg)
+    b.setup(nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)))
+    state = b.load_checkpoint(ckpt.latest_checkpoint(tmp_path))
+    assert state == {"step": 1, "history": [{"loss": 1.0}]}
+    for pa, pb in zip(a.module.parameters(), b.module.parameters()):
+        assert torch.equal(pa, pb)
+        assert torch.equal(a.optimizer.state[pa]["exp_avg"], b.optimizer.state[pb]["exp_avg"])
+    assert b.scheduler.state_dict() == a.scheduler.state_dict()
+
+
+def test_strategy_module_does_not_import_the_loop():
+    """The loop <-> strategy import circle stays broken: strategy.py imports config/optim, never loop."""
+    import ast
+    import frontierkit.train.strategy as strategy
+    tree = ast.parse(Path(strategy.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "loop" not in imported and not any(m and m.endswith(".loop") for m in imported)
+
+
 def _train_cmd(out):
     return [sys.executable, "-m", "frontierkit.cli", "train", "digits", "--out", str(out), "--tracker", "none",
             "--quiet", "--train.steps", "1500", "--train.ckpt_every", "25", "--train.log_every", "25",

@@ -68,6 +68,14 @@ def run_job(cfg: dict, out: str) -> dict:
             "memory": trainer.memory, "world": trainer.strategy.world}
 
 
+def job_function(job: dict):
+    """``run_job``, or the ``"fn"`` of test module ``"module"`` (another test file reusing this launcher)."""
+    if "fn" not in job:
+        return run_job
+    import importlib
+    return getattr(importlib.import_module(job.get("module", "test_distributed")), job["fn"])
+
+
 def worker(jobs_file: str) -> None:
     """torchrun entry: run each job; ``"only_rank0"`` jobs run single-process on rank 0 while rank 1 waits."""
     import torch.distributed as dist
@@ -78,7 +86,7 @@ def worker(jobs_file: str) -> None:
         if job.get("only_rank0") and rank != 0:
             dist.barrier()
             continue
-        result = run_job(job["cfg"], job["out"])
+        result = job_function(job)(job["cfg"], job["out"])
         if rank == 0:
             Path(job["out"], "result.json").write_text(json.dumps(result))
         dist.barrier()

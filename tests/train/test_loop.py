@@ -105,6 +105,7 @@ def test_fp16_scaler_skips_an_overflowing_step(tmp_path):
     assert not torch.equal(before[0], model[0].weight.detach())
 
 
+@pytest.mark.learned
 def test_bf16_autocast_trains_close_to_fp32(tmp_path):
     losses = {}
     for prec in ("fp32", "bf16"):

@@ -17,7 +17,7 @@ def _run_config(quick: bool):
                               n_kv_heads=2, d_model=128, d_ff=352, max_seq_len=256)
     steps = 100 if quick else 200
     train = TrainConfig(steps=steps, batch_size=8, lr=4e-3 if quick else 3e-3, warmup_steps=10, log_every=5,
-                        eval_every=20, seed=0)
+                        eval_every=20, seed=0, precision="auto")
     data = DataConfig(seq_len=64 if quick else 128, eval_batches=4 if quick else 8)
     return LLMRunConfig(model=model, train=train, data=data)
 

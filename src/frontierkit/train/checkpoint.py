@@ -1,9 +1,10 @@
 """Atomic, resumable checkpoints: ``config.json`` + ``model.safetensors`` (+ ``trainer.pt``).
 
-A checkpoint is a directory written under a temporary name and renamed into place, so a crash
-never leaves half a checkpoint. Training checkpoints live in ``<out>/checkpoints/step-NNNNNNN``
+A checkpoint is a directory written under a temporary name, fsynced and renamed into place, so a
+crash never leaves half a checkpoint. Training checkpoints live in ``<out>/checkpoints/step-NNNNNNN``
 with a ``latest`` pointer file replaced atomically; older ones are pruned after the pointer
-moves. Trainer state (optimizer, scheduler, RNG, data position) is loaded with
+moves. Every writer (single process, DCP shards, DeepSpeed) commits through
+:func:`commit_training_dir`. Trainer state (optimizer, scheduler, RNG, data position) is loaded with
 ``torch.load(weights_only=True)``: a file carrying a pickle payload is refused, never executed.
 """
 from __future__ import annotations
@@ -38,28 +39,57 @@ def save_checkpoint(path: str | Path, model_state: dict[str, torch.Tensor], conf
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
     try:
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
         save_file(_contiguous_copies(model_state), str(tmp / MODEL_FILE))
-        if trainer_state is not None:
-            torch.save(trainer_state, tmp / TRAINER_FILE)
-        _fsync_dir(tmp)
-        if path.exists():
-            old = path.with_name(f".old-{path.name}-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        _finish_dir(tmp, path, config, trainer_state)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
 
 
-def _fsync_dir(path: Path) -> None:
-    for f in path.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
+def _finish_dir(tmp: Path, path: Path, config: dict[str, Any], trainer_state: dict[str, Any] | None) -> None:
+    """Add config.json (+ trainer.pt) to ``tmp``, fsync everything, rename it to ``path``."""
+    (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
+    if trainer_state is not None:
+        torch.save(trainer_state, tmp / TRAINER_FILE)
+    _fsync_tree(tmp)
+    _replace_dir(tmp, path)
+    _fsync(path.parent)
+
+
+def _replace_dir(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` to ``path``; an existing ``path`` is moved aside first and deleted after."""
+    if not path.exists():
+        os.replace(tmp, path)
+        return
+    old = path.with_name(f".old-{path.name}-{os.getpid()}")
+    os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a directory's entries (POSIX; directories cannot be opened on Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    """fsync every file under ``path`` (shard folders included), then the folders themselves."""
+    for f in sorted(path.rglob("*")):
+        if f.is_file():
+            _fsync(f)
+    for d in sorted((d for d in path.rglob("*") if d.is_dir()), reverse=True):
+        _fsync(d)
+    _fsync(path)
 
 
 def load_config_json(path: str | Path) -> dict[str, Any]:
@@ -148,17 +178,54 @@ def latest_checkpoint(out: str | Path) -> Path | None:
     return target
 
 
+def begin_training_checkpoint(out: str | Path, step: int) -> Path:
+    """A fresh temp folder beside ``step-NNNNNNN`` for the checkpoint's weights (or shard files)."""
+    final = step_path(out, step)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+
+
+def commit_training_dir(tmp: str | Path, out: str | Path, step: int, config: dict[str, Any],
+                        trainer_state: dict[str, Any], keep: int = 2) -> Path:
+    """Commit a training checkpoint whose weights are already in ``tmp``: add config.json + trainer.pt,
+    fsync, rename to ``step-NNNNNNN``, move ``latest`` to it, prune all but the newest ``keep``."""
+    tmp, final = Path(tmp), step_path(out, step)
+    try:
+        _finish_dir(tmp, final, config, trainer_state)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _point_latest(out, final)
+    _prune(out, keep, final)
+    return final
+
+
+def _point_latest(out: str | Path, final: Path) -> None:
+    """Atomically replace ``<out>/checkpoints/latest`` with the name of ``final``."""
+    pointer = checkpoint_dir(out) / "latest"
+    tmp = pointer.with_name(f".latest-{os.getpid()}")
+    tmp.write_text(final.name)
+    _fsync(tmp)
+    os.replace(tmp, pointer)
+    _fsync(pointer.parent)
+
+
+def _prune(out: str | Path, keep: int, final: Path) -> None:
+    """Delete all but the newest ``keep`` step folders (never ``final``)."""
+    steps = sorted(p for p in checkpoint_dir(out).glob("step-*") if p.is_dir())
+    for old in steps[:-keep] if keep > 0 else []:
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def commit_training_checkpoint(out: str | Path, step: int, model_state: dict[str, torch.Tensor],
                                config: dict[str, Any], trainer_state: dict[str, Any],
                                keep: int = 2) -> Path:
-    """Save step ``step``, move ``latest`` to it atomically, prune all but the newest ``keep``."""
-    path = save_checkpoint(step_path(out, step), model_state, config, trainer_state)
-    pointer = checkpoint_dir(out) / "latest"
-    tmp = pointer.with_name(f".latest-{os.getpid()}")
-    tmp.write_text(path.name)
-    os.replace(tmp, pointer)
-    steps = sorted(p for p in checkpoint_dir(out).glob("step-*") if p.is_dir())
-    for old in steps[:-keep] if keep > 0 else []:
-        if old != path:
-            shutil.rmtree(old, ignore_errors=True)
-    return path
+    """Save step ``step`` (config.json + model.safetensors + trainer.pt) and commit it (latest, pruning)."""
+    tmp = begin_training_checkpoint(out, step)
+    try:
+        save_file(_contiguous_copies(model_state), str(tmp / MODEL_FILE))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return commit_training_dir(tmp, out, step, config, trainer_state, keep=keep)

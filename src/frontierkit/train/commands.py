@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ..command import add_run_args, build_config, start_run
 from ..config import require, to_dict
 from .examples import MLPConfig, NPLMConfig
-from .loop import TrainConfig
+from .config import TrainConfig
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -58,7 +58,7 @@ def tour(ctx: TourContext) -> Section:
         rows.append({"run": f"digits MLP, {name}", "steps": result.step, "final loss": result.history[-1]["loss"],
                      "test acc": acc, "samples/s": sum(sps) / len(sps)})
     base = TextRun()
-    tcfg = replace(base, train=replace(base.train, steps=steps, log_every=10, eval_every=50),
+    tcfg = replace(base, train=replace(base.train, steps=steps, log_every=10, eval_every=50, precision="auto"),
                    data=TextData(max_chars=1_000_000 if ctx.quick else 3_000_000))
     out = ctx.out / "text"
     tracker = make_tracker("jsonl", out)
@@ -67,7 +67,7 @@ def tour(ctx: TourContext) -> Section:
     text_hist["train loss"] = result.history
     evals = [h for h in result.history if "eval/loss" in h]
     tps = [h["tokens_per_s"] for h in result.history[1:]]
-    rows.append({"run": "pycorpus NPLM (Bengio 2003), fp32", "steps": result.step,
+    rows.append({"run": f"pycorpus NPLM (Bengio 2003), precision auto -> {result.precision}", "steps": result.step,
                  "final loss": result.history[-1]["loss"], "val loss": val_loss,
                  "tokens/s": sum(tps) / max(1, len(tps))})
     text_fig = _curves(text_hist, "loss", "pycorpus: next-token loss")

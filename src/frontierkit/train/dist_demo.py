@@ -50,7 +50,8 @@ def _loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.T
 
 def _train(strategy: str, out: Path) -> Any:
     from ..data import TensorBatches
-    from .loop import Trainer, TrainConfig
+    from .config import TrainConfig
+    from .loop import Trainer
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 32, generator=g)                               # (N, d)
     y = torch.sin(x @ torch.randn(32, 32, generator=g))                # (N, d)

@@ -1,127 +1,65 @@
 """One training loop for every supervised area: AdamW, LR schedules, clipping, accumulation,
-mixed precision (bf16 autocast; fp16 with a dynamic loss scaler that skips overflowing steps),
-exact resume, NaN guard, hooks.
+mixed precision (bf16 autocast; fp16 with a dynamic loss scaler that skips overflowing steps;
+``auto`` = bf16 where the device runs it natively), exact resume, NaN guard, hooks.
 
 Distribution is a seam, not a fork: ``train.strategy`` (single, ddp, zero1, zero2, fsdp, deepspeed)
 picks a :class:`frontierkit.train.strategy.Strategy` that wraps or shards the model, builds the
-optimizer, runs backward (``no_sync`` while accumulating), clips, steps, checkpoints and gives each
-rank its shard of the global micro-batch via ``data.batch(i, rank, world)``. Launch with torchrun.
+optimizer, runs backward (``no_sync`` while accumulating), clips, steps, checkpoints plain state
+and gives each rank its shard of the global micro-batch via ``data.batch(i, rank, world)``.
+Launch with torchrun. The strategy never sees the Trainer: configuration (config.py) and the
+optimizer factories (optim.py) live in their own modules.
 
-Hooks let other areas plug in without forking the loop:
-- ``batch_transform(model, batch, step) -> batch`` (adversarial training),
-- ``grad_transform(model, step)`` edits ``p.grad`` after unscaling, before clipping (DP-SGD),
-- ``extra_losses``: ``fn(model, batch) -> Tensor`` added to the loss (distillation),
-- ``eval_callbacks``: ``fn(model, step) -> dict`` run at each evaluation.
+Hooks let other areas plug in without forking the loop (see :class:`Hooks`).
 """
 from __future__ import annotations
 
 import contextlib
 import json
-import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from ..config import require, to_dict
+from ..config import to_dict
 from ..errors import CheckpointError, ConfigError, TrainingDiverged
+from ..hardware import cpu_capability
 from ..track import NullTracker, Tracker
 from . import checkpoint as ckpt
-from .schedules import lr_multiplier
+from .config import Precision, StrategyName, TrainConfig
+from .optim import make_optimizer, make_scheduler, param_groups
+from .per_sample import add_to_grads, per_sample_grads_and_losses
+from .strategy import make_strategy
 
-Precision = Literal["fp32", "bf16", "fp16"]
-StrategyName = Literal["single", "ddp", "zero1", "zero2", "fsdp", "deepspeed"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    steps: int = 200
-    """optimizer steps to run"""
-    batch_size: int = 32
-    """global micro-batch size (rows per forward pass, summed over data-parallel ranks)"""
-    grad_accum: int = 1
-    """micro-batches accumulated per optimizer step (effective batch = batch_size * grad_accum)"""
-    lr: float = 3e-4
-    """peak learning rate"""
-    min_lr_ratio: float = 0.1
-    """final LR as a fraction of the peak (cosine and wsd)"""
-    schedule: Literal["cosine", "constant", "wsd"] = "cosine"
-    """LR schedule: warmup+cosine, constant (after warmup) or warmup-stable-decay"""
-    warmup_steps: int = 10
-    """linear warmup steps"""
-    decay_fraction: float = 0.2
-    """wsd only: fraction of training spent in the final linear decay"""
-    weight_decay: float = 0.1
-    """AdamW decoupled weight decay, applied to matrices only (not biases, norms, embeddings' 1-D params)"""
-    beta1: float = 0.9
-    """AdamW beta1"""
-    beta2: float = 0.95
-    """AdamW beta2"""
-    eps: float = 1e-8
-    """AdamW epsilon"""
-    grad_clip: float = 1.0
-    """clip the global gradient norm to this value; 0 disables clipping"""
-    precision: Precision = "fp32"
-    """fp32, bf16 (autocast) or fp16 (autocast + dynamic loss scaling)"""
-    seed: int = 0
-    """seed for weights init, data order and dropout"""
-    log_every: int = 10
-    """log metrics every N steps"""
-    eval_every: int = 0
-    """evaluate every N steps (0: only at the end)"""
-    ckpt_every: int = 0
-    """write a resumable checkpoint every N steps (0: only at the end)"""
-    keep_ckpts: int = 2
-    """how many step checkpoints to keep"""
-    strategy: StrategyName = "single"
-    """single, ddp, zero1 (sharded optimizer state), zero2 (+ sharded grads), fsdp (ZeRO-3) or deepspeed (torchrun)"""
-    deepspeed_config: str = ""
-    """strategy=deepspeed: path of the DeepSpeed JSON (e.g. configs/deepspeed/zero3_offload.json)"""
-    cpu_offload: bool = False
-    """strategy=fsdp: keep sharded parameters, gradients and optimizer state in CPU memory (FSDP2 CPUOffloadPolicy)"""
-
-    def __post_init__(self) -> None:
-        require(self.steps > 0, "train.steps", self.steps, "must be > 0")
-        require(self.batch_size > 0, "train.batch_size", self.batch_size, "must be > 0")
-        require(self.grad_accum > 0, "train.grad_accum", self.grad_accum, "must be > 0")
-        require(self.lr > 0 and math.isfinite(self.lr), "train.lr", self.lr, "must be a finite number > 0")
-        require(0 <= self.min_lr_ratio <= 1, "train.min_lr_ratio", self.min_lr_ratio, "must be in [0, 1]")
-        require(0 <= self.warmup_steps < self.steps, "train.warmup_steps", self.warmup_steps,
-                f"must be in [0, train.steps={self.steps})")
-        require(0 <= self.decay_fraction <= 1, "train.decay_fraction", self.decay_fraction, "must be in [0, 1]")
-        require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "must be >= 0")
-        require(0 <= self.beta1 < 1, "train.beta1", self.beta1, "must be in [0, 1)")
-        require(0 <= self.beta2 < 1, "train.beta2", self.beta2, "must be in [0, 1)")
-        require(self.eps > 0, "train.eps", self.eps, "must be > 0")
-        require(self.grad_clip >= 0, "train.grad_clip", self.grad_clip, "must be >= 0 (0 disables)")
-        for name in ("log_every", "eval_every", "ckpt_every"):
-            require(getattr(self, name) >= 0, f"train.{name}", getattr(self, name), "must be >= 0")
-        require(self.log_every > 0, "train.log_every", self.log_every, "must be > 0")
-        require(self.keep_ckpts >= 1, "train.keep_ckpts", self.keep_ckpts, "must be >= 1")
-        require(self.strategy != "deepspeed" or bool(self.deepspeed_config), "train.deepspeed_config",
-                self.deepspeed_config, "strategy=deepspeed needs a DeepSpeed JSON file (--train.deepspeed_config FILE)")
-        require(not self.deepspeed_config or self.strategy == "deepspeed", "train.deepspeed_config",
-                self.deepspeed_config, f"is only used with strategy=deepspeed (strategy is {self.strategy!r})")
-        require(not self.cpu_offload or self.strategy == "fsdp", "train.cpu_offload", self.cpu_offload,
-                f"needs strategy=fsdp (strategy is {self.strategy!r}); for deepspeed set "
-                f"zero_optimization.offload_optimizer in its JSON")
-        require(self.precision != "fp16" or self.strategy in ("single", "ddp", "zero1"), "train.precision",
-                self.precision, f"fp16 loss scaling is not supported with strategy={self.strategy!r} (sharded "
-                f"gradients); use bf16, or for deepspeed the JSON's fp16 section with train.precision=fp32")
-
+__all__ = ["Hooks", "LossOut", "Precision", "StrategyName", "TrainConfig", "TrainResult", "Trainer",
+           "accumulate_gradients", "accumulate_per_sample_gradients", "autocast", "fit", "grad_norm",
+           "make_optimizer", "make_scheduler", "param_groups"]  # config/optim names re-exported for old imports
 
 LossOut = torch.Tensor | tuple[torch.Tensor, dict[str, float]]
+PerSampleGrads = Callable[[dict[str, torch.Tensor], int], dict[str, torch.Tensor]]
 
 
 @dataclass
 class Hooks:
+    """Where other areas plug into the loop. Hooks get the user's module, never a DDP wrapper or engine,
+    except ``extra_losses``, whose terms must flow through the model the loss runs through."""
+
     batch_transform: Callable[[nn.Module, Any, int], Any] | None = None
+    """``(module, batch, step) -> batch`` before each micro-batch's forward (adversarial training)"""
     grad_transform: Callable[[nn.Module, int], None] | None = None
+    """``(module, step)`` edits ``p.grad`` once per step: after accumulation, the ranks' averaging and
+    unscaling, before clipping (DP-SGD's noise; draw it from a step-seeded generator so ranks agree)"""
+    per_sample_grads: PerSampleGrads | None = None
+    """``(grads, step) -> combined``: grads are name -> (B, *shape) per-example gradients of one local
+    micro-batch; return name -> (*shape), a sum over its examples (DP-SGD: clip each to C, then sum;
+    Abadi et al. 2016). The loop divides by B and grad_accum and averages over ranks, as for a mean loss"""
     extra_losses: list[Callable[[nn.Module, Any], torch.Tensor]] = field(default_factory=list)
+    """``(model, batch) -> Tensor`` added to the loss (distillation); ``model`` is what the loss runs through"""
     eval_callbacks: list[Callable[[nn.Module, int], dict[str, float]]] = field(default_factory=list)
+    """``(module, step) -> metrics`` run at each evaluation"""
 
 
 @dataclass
@@ -130,33 +68,17 @@ class TrainResult:
     history: list[dict[str, float]]
     model_dir: Path | None
     resumed_from: int = 0
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: decay for tensors with ndim >= 2 (weights), none for biases and norm gains."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
-                             betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
-
-
-def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    fn = lambda s: lr_multiplier(cfg.schedule, s, warmup=cfg.warmup_steps, total=cfg.steps,  # noqa: E731
-                                 min_ratio=cfg.min_lr_ratio, decay_fraction=cfg.decay_fraction)
-    return torch.optim.lr_scheduler.LambdaLR(opt, fn)
+    precision: str = ""
+    """the precision the run used (``auto`` resolved)"""
 
 
 def autocast(precision: Precision, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16/fp16 autocast on ``device``; a no-op for fp32."""
+    """bf16/fp16 autocast on ``device``; a no-op for fp32 (``auto`` must be resolved first)."""
     if precision == "fp32":
         return contextlib.nullcontext()
+    if precision not in ("bf16", "fp16"):
+        raise ValueError(f"precision {precision!r} must be resolved to fp32/bf16/fp16 first "
+                         f"(frontierkit.hardware.resolve_precision)")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
 
@@ -165,40 +87,78 @@ def _split_loss(out: LossOut) -> tuple[torch.Tensor, dict[str, float]]:
     return (out[0], dict(out[1])) if isinstance(out, tuple) else (out, {})
 
 
+def _check_finite(loss: torch.Tensor, step: int, micro: int) -> None:
+    if not torch.isfinite(loss.detach()).all():
+        raise TrainingDiverged(
+            f"loss became {loss.detach().float().mean().item()} at step {step} (micro-batch {micro}); stopping. "
+            f"Lower train.lr, enable train.grad_clip, or use bf16 instead of fp16; "
+            f"the last good checkpoint is intact")
+
+
 def accumulate_gradients(model: nn.Module, loss_fn: Callable[[nn.Module, Any], LossOut],
                          batches: list[Any], *, precision: Precision = "fp32",
                          scaler: torch.amp.GradScaler | None = None, hooks: Hooks | None = None,
                          step: int = 0, no_sync: Callable[[], contextlib.AbstractContextManager] | None = None,
                          backward: Callable[[torch.Tensor], None] | None = None,
-                         ) -> tuple[float, dict[str, float]]:
+                         module: nn.Module | None = None) -> tuple[float, dict[str, float]]:
     """Forward/backward ``len(batches)`` micro-batches; grads = mean over them (loss / k each).
 
+    ``model`` is what the loss runs through (a DDP wrapper or DeepSpeed engine under a strategy);
+    ``module`` the user's plain module that ``batch_transform`` sees (default: ``model``).
     ``backward(loss / k)`` defaults to ``.backward()``; strategies pass their own (DeepSpeed's engine).
     """
     hooks = hooks or Hooks()
-    device = next(model.parameters()).device
+    module = model if module is None else module
+    device = next(module.parameters()).device
     k = len(batches)
     total, extras = 0.0, {}
     for j, batch in enumerate(batches):
         if hooks.batch_transform is not None:
-            batch = hooks.batch_transform(model, batch, step)
+            batch = hooks.batch_transform(module, batch, step)
         sync = contextlib.nullcontext() if (no_sync is None or j == k - 1) else no_sync()
         with sync:
             with autocast(precision, device):
                 loss, metrics = _split_loss(loss_fn(model, batch))
                 for extra in hooks.extra_losses:
                     loss = loss + extra(model, batch)
-            if not torch.isfinite(loss.detach()):
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at step {step} (micro-batch {j}); stopping. "
-                    f"Lower train.lr, enable train.grad_clip, or use bf16 instead of fp16; "
-                    f"the last good checkpoint is intact")
+            _check_finite(loss, step, j)
             scaled = loss.float() / k
             scaled = scaler.scale(scaled) if scaler is not None else scaled
             scaled.backward() if backward is None else backward(scaled)
         total += loss.item() / k
         for name, v in metrics.items():
             extras[name] = extras.get(name, 0.0) + float(v) / k
+    return total, extras
+
+
+def accumulate_per_sample_gradients(module: nn.Module, loss_fn: Callable[[nn.Module, Any], LossOut],
+                                    batches: list[Any], *, hooks: Hooks, precision: Precision = "fp32",
+                                    step: int = 0) -> tuple[float, dict[str, float]]:
+    """Per-example gradients of each micro-batch (torch.func on the plain module, no DDP), combined by
+    ``hooks.per_sample_grads``; ``p.grad += combined / (B_j * k)``: for the identity combination (a plain
+    sum) exactly :func:`accumulate_gradients`' mean-loss gradient. Ranks are averaged by the caller."""
+    assert hooks.per_sample_grads is not None, "accumulate_per_sample_gradients needs hooks.per_sample_grads"
+    device = next(module.parameters()).device
+    k = len(batches)
+
+    def loss_with_extras(m: nn.Module, batch: Any) -> LossOut:
+        loss, metrics = _split_loss(loss_fn(m, batch))
+        for extra in hooks.extra_losses:
+            loss = loss + extra(m, batch)
+        return loss, metrics
+
+    total, extras = 0.0, {}
+    for j, batch in enumerate(batches):
+        if hooks.batch_transform is not None:
+            batch = hooks.batch_transform(module, batch, step)
+        with autocast(precision, device):
+            grads, losses, metrics = per_sample_grads_and_losses(module, loss_with_extras, batch)  # (B, *shape), (B,)
+        _check_finite(losses, step, j)
+        combined = hooks.per_sample_grads(grads, step)                  # name -> (*shape), summed over B
+        add_to_grads(module, combined, scale=1.0 / (losses.shape[0] * k))
+        total += losses.float().mean().item() / k
+        for name, v in metrics.items():
+            extras[name] = extras.get(name, 0.0) + v.float().mean().item() / k
     return total, extras
 
 
@@ -223,11 +183,8 @@ class Trainer:
         self.run_config = run_config if run_config is not None else {"train": to_dict(cfg)}
         self.model_config = model_config or {}
         self.quiet, self.desc = quiet, progress_desc
-        from .strategy import make_strategy
         self.strategy = make_strategy(cfg)
-        if self.hooks.grad_transform is not None and cfg.strategy == "deepspeed":
-            raise ConfigError("train.strategy='deepspeed' is invalid with a grad_transform hook (DP-SGD): "
-                              "DeepSpeed steps inside its engine; use ddp, zero1, zero2 or fsdp")
+        self.check_hooks(cfg)
         self.strategy.setup(model)
         self.model = self.strategy.module           # the user's module (FSDP2 shards it in place)
         self.train_model = self.strategy.train_model  # what the loss sees: DDP wrapper / DeepSpeed engine / model
@@ -236,43 +193,55 @@ class Trainer:
         self.device = self.strategy.device
         self.optimizer = self.strategy.optimizer
         self.scheduler = self.strategy.scheduler
-        self.scaler = self.strategy.grad_scaler()
+        self.scaler = self.strategy.scaler
+        self.precision = self.strategy.resolved_precision()  # cfg.precision, "auto" resolved (frontierkit.hardware)
+        self.hardware = {"precision": self.precision, **cpu_capability()}
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.memory: list[dict[str, Any]] = []
 
+    def check_hooks(self, cfg: TrainConfig) -> None:
+        """Refuse hook/strategy combinations that cannot work, naming the field and the fix."""
+        if self.hooks.grad_transform is not None and cfg.strategy == "deepspeed":
+            raise ConfigError("train.strategy='deepspeed' is invalid with a grad_transform hook (DP-SGD): "
+                              "DeepSpeed steps inside its engine; use ddp, zero1, zero2 or fsdp")
+        if self.hooks.per_sample_grads is None:
+            return
+        if not self.strategy.supports_per_sample_grads:
+            raise ConfigError(f"train.strategy={cfg.strategy!r} is invalid with a per_sample_grads hook (DP-SGD): "
+                              f"per-example gradients need every parameter whole on each rank; use single, "
+                              f"ddp or zero1")
+        if cfg.precision == "fp16":
+            raise ConfigError("train.precision='fp16' is invalid with a per_sample_grads hook (DP-SGD): loss "
+                              "scaling would scale each example's gradient before clipping; use bf16 or fp32")
+
     # -- state ------------------------------------------------------------------------------
-    def trainer_state(self, include_optimizer: bool = True) -> dict[str, Any]:
-        state = {"step": self.step, "rng_cpu": torch.get_rng_state(), "history": [dict(h) for h in self.history]}
-        if include_optimizer:
-            state["optimizer"] = self.optimizer.state_dict()
-        if self.scheduler is not None:
-            state["scheduler"] = self.scheduler.state_dict()
-        if self.scaler is not None:
-            state["scaler"] = self.scaler.state_dict()
+    def trainer_state(self) -> dict[str, Any]:
+        """What the loop itself resumes: step, RNG, history (the strategy adds optimizer/scheduler/scaler)."""
+        state = {"step": self.step, "rng_cpu": torch.get_rng_state(), "history": [dict(h) for h in self.history],
+                 "precision": self.precision}
         if torch.cuda.is_available():
             state["rng_cuda"] = torch.cuda.get_rng_state_all()
         return state
 
     def load_trainer_state(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
-        if "optimizer" in state:
-            self.optimizer.load_state_dict(state["optimizer"])
-        if "scheduler" in state and self.scheduler is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng_cpu"])
-        if self.scaler is not None and "scaler" in state:
-            self.scaler.load_state_dict(state["scaler"])
         if "rng_cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         self.history = list(state.get("history", []))
 
     def checkpoint_config(self) -> dict[str, Any]:
-        return {"model": self.model_config, "run": self.run_config, "step": self.step}
+        """config.json of checkpoints and the exported model: the registry's kind (when the model is a
+        registered kit model) + model config + run config + step."""
+        from ..models import kind_of
+        kind = kind_of(self.model)
+        head = {"kind": kind.name} if kind is not None else {}
+        return {**head, "model": self.model_config, "run": self.run_config, "step": self.step}
 
     def save(self) -> Path:
         """A resumable checkpoint (sharded with torch.distributed.checkpoint under multi-rank strategies)."""
-        return self.strategy.save_checkpoint(self)
+        return self.strategy.save_checkpoint(self.out, self.step, self.checkpoint_config(), self.trainer_state())
 
     def maybe_resume(self) -> int:
         """Resume from ``<out>/checkpoints/latest`` if present; returns the step resumed at."""
@@ -281,7 +250,7 @@ class Trainer:
             return 0
         if (path / ckpt.CONFIG_FILE).is_file():
             self.check_same_run(ckpt.load_config_json(path).get("run"), path)
-        self.strategy.load_checkpoint(self, path)
+        self.load_trainer_state(self.strategy.load_checkpoint(path))
         return self.step
 
     # settings a resumed run may change: length, logging cadence, and how it is parallelised
@@ -318,9 +287,15 @@ class Trainer:
         s.zero_grad()
         batches = self.micro_batches(self.step)
         lr = s.current_lr()
-        loss, extras = accumulate_gradients(self.train_model, self.loss_fn, batches, precision=self.cfg.precision,
-                                            scaler=self.scaler, hooks=self.hooks, step=self.step,
-                                            no_sync=s.no_sync(), backward=None if not s.distributed else s.backward)
+        if self.hooks.per_sample_grads is not None:  # per-example grads on the plain module, then average ranks
+            loss, extras = accumulate_per_sample_gradients(self.model, self.loss_fn, batches, hooks=self.hooks,
+                                                           precision=self.precision, step=self.step)
+            s.all_reduce_grads()
+        else:
+            loss, extras = accumulate_gradients(self.train_model, self.loss_fn, batches, precision=self.precision,
+                                                scaler=self.scaler, hooks=self.hooks, step=self.step,
+                                                no_sync=s.no_sync(), backward=None if not s.distributed else s.backward,
+                                                module=self.model)
         norm, skipped = s.optimizer_step(self.scaler, self.hooks.grad_transform, self.step)
         self.step += 1
         n = sum(self.data.count(b) for b in batches) * s.world
@@ -348,7 +323,11 @@ class Trainer:
         torch.manual_seed(self.cfg.seed)
         start = self.maybe_resume() if resume else 0
         if start == 0:
-            self.tracker.log_params(self.run_config)
+            self.tracker.log_params({**self.run_config, "hardware": self.hardware})
+        if self.cfg.precision == "auto" and not self.quiet:
+            print(f"[precision] auto -> {self.precision} on {self.device.type} "
+                  f"(torch kernels {self.hardware['torch_capability']}, native bf16: "
+                  f"{self.hardware['native_bf16']})", file=sys.stderr)
         cfg = self.cfg
         bar = tqdm(total=cfg.steps, initial=start, desc=self.desc, disable=self.quiet,
                    dynamic_ncols=True, leave=False)
@@ -375,21 +354,20 @@ class Trainer:
                 self.save()
         bar.close()
         model_dir = self.export()
-        return TrainResult(step=self.step, history=self.history, model_dir=model_dir, resumed_from=start)
+        return TrainResult(step=self.step, history=self.history, model_dir=model_dir, resumed_from=start,
+                           precision=self.precision)
 
     def log_memory(self) -> None:
         """Per-rank parameter/gradient/optimizer-state bytes after the first step (ZeRO's three terms)."""
         self.memory = self.strategy.memory_report()
         if not self.strategy.is_main:
             return
-        import json
         (self.out / "memory.json").parent.mkdir(parents=True, exist_ok=True)
         (self.out / "memory.json").write_text(json.dumps(self.memory, indent=2))
         for row in self.memory:
             self.tracker.log_metrics({f"memory/rank{row['rank']}/{k}": float(row[k])
                                       for k in ("param_bytes", "grad_bytes", "optim_bytes")}, self.step)
         if not self.quiet:
-            import sys
             for row in self.memory:
                 print(f"[memory] {row['strategy']} rank {row['rank']}/{row['world']}: params "
                       f"{row['param_bytes'] / 2**20:.2f} MiB, grads {row['grad_bytes'] / 2**20:.2f} MiB, "

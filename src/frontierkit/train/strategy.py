@@ -18,17 +18,19 @@ The model never knows it is sharded: a strategy wraps it (DDP, DeepSpeed engine)
 place (FSDP2), builds the optimizer, runs backward (``no_sync`` between accumulated micro-batches),
 clips, steps, saves/loads state with ``torch.distributed.checkpoint`` (or DeepSpeed's own
 checkpoints) and reports per-rank memory. Launch with ``torchrun``; no collective is home-made.
+
+A strategy never sees the Trainer: it is handed the config, the model and plain state dicts
+(``save_checkpoint(out, step, config, trainer_state)``, ``load_checkpoint(path) -> trainer_state``),
+and owns what it built: optimizer, LR scheduler and fp16 loss scaler.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
-import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -36,24 +38,25 @@ from torch import nn
 
 from ..config import ConfigError, require
 from ..errors import CheckpointError, require_extra
+from ..hardware import resolve_precision
 from . import checkpoint as ckpt
 from . import distributed as D
-from .loop import make_optimizer, make_scheduler, param_groups
+from .config import STRATEGIES, TrainConfig
+from .optim import make_optimizer, make_scheduler, param_groups
 
-if TYPE_CHECKING:
-    from .loop import Trainer, TrainConfig
-
-STRATEGIES = ("single", "ddp", "zero1", "zero2", "fsdp", "deepspeed")
+__all__ = ["STRATEGIES", "Strategy", "DDPStrategy", "Zero1Strategy", "FSDPStrategy", "DeepSpeedStrategy",
+           "make_strategy", "deepspeed_config"]
 DCP_DIR = "dcp"
 DEEPSPEED_DIR = "deepspeed"
 DEEPSPEED_TAG = "state"
 
 
-def make_strategy(cfg: "TrainConfig") -> "Strategy":
+def make_strategy(cfg: TrainConfig) -> "Strategy":
     """The strategy named by ``cfg.strategy``."""
     classes: dict[str, type[Strategy]] = {"single": Strategy, "ddp": DDPStrategy, "zero1": Zero1Strategy,
                                           "zero2": FSDPStrategy, "fsdp": FSDPStrategy,
                                           "deepspeed": DeepSpeedStrategy}
+    assert set(classes) == set(STRATEGIES), "every name of TrainConfig.strategy needs a class"
     return classes[cfg.strategy](cfg)
 
 
@@ -61,8 +64,10 @@ class Strategy:
     """Single process: plain module, AdamW, ``clip_grad_norm_``, safetensors + trainer.pt checkpoints."""
 
     name = "single"
+    supports_per_sample_grads = True
+    """whether p.grad can be written directly (full, unsharded parameters on every rank)"""
 
-    def __init__(self, cfg: "TrainConfig"):
+    def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         if cfg.strategy != self.name and type(self) is Strategy:
             raise ValueError(f"Strategy is the single-process strategy, got {cfg.strategy!r}")
@@ -94,6 +99,15 @@ class Strategy:
         """Dynamic loss scaler for fp16 (grads are full and identical on every rank here)."""
         return torch.amp.GradScaler(self.device.type) if self.cfg.precision == "fp16" else None
 
+    @functools.cached_property
+    def scaler(self) -> torch.amp.GradScaler | None:
+        """The fp16 loss scaler this strategy owns (None otherwise); built on first use, after setup."""
+        return self.grad_scaler()
+
+    def resolved_precision(self) -> str:
+        """``train.precision`` with ``auto`` resolved for this device (bf16 where native, else fp32)."""
+        return resolve_precision(self.cfg.precision, self.device)
+
     def local_optimizers(self) -> list[torch.optim.Optimizer]:
         """The torch optimizers whose ``state`` this rank holds."""
         return [self.optimizer]
@@ -108,6 +122,9 @@ class Strategy:
 
     def backward(self, loss: torch.Tensor) -> None:
         loss.backward()
+
+    def all_reduce_grads(self) -> None:
+        """Average ``p.grad`` over ranks for gradients written without a backward (per-example path)."""
 
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -156,26 +173,48 @@ class Strategy:
         return D.gather_objects(row) if self.distributed else [row]
 
     # -- checkpoints ------------------------------------------------------------------------------
-    def save_checkpoint(self, trainer: "Trainer") -> Path:
-        """Single process: ``config.json`` + ``model.safetensors`` + ``trainer.pt`` (the foundation's format)."""
-        return ckpt.commit_training_checkpoint(trainer.out, trainer.step, self.module.state_dict(),
-                                               trainer.checkpoint_config(), trainer.trainer_state(),
-                                               keep=self.cfg.keep_ckpts)
+    def optim_state(self) -> dict[str, Any]:
+        """LR scheduler and loss-scaler state for ``trainer.pt`` (plus AdamW's when unsharded: single)."""
+        state: dict[str, Any] = {}
+        if not self.distributed:
+            state["optimizer"] = self.optimizer.state_dict()
+        if self.scheduler is not None:
+            state["scheduler"] = self.scheduler.state_dict()
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        return state
 
-    def load_checkpoint(self, trainer: "Trainer", path: Path) -> None:
-        """Resume from a checkpoint written by any torch strategy at any world size."""
+    def load_optim_state(self, state: dict[str, Any]) -> None:
+        """Restore (and remove from ``state``) what :meth:`optim_state` saved, minus the optimizer."""
+        sched, scaler = state.pop("scheduler", None), state.pop("scaler", None)
+        if sched is not None and self.scheduler is not None:
+            self.scheduler.load_state_dict(sched)
+        if scaler is not None and self.scaler is not None:
+            self.scaler.load_state_dict(scaler)
+
+    def save_checkpoint(self, out: Path, step: int, config: dict[str, Any], trainer_state: dict[str, Any]) -> Path:
+        """Single process: ``config.json`` + ``model.safetensors`` + ``trainer.pt`` (the foundation's format)."""
+        return ckpt.commit_training_checkpoint(out, step, self.module.state_dict(), config,
+                                               {**trainer_state, **self.optim_state()}, keep=self.cfg.keep_ckpts)
+
+    def load_checkpoint(self, path: Path) -> dict[str, Any]:
+        """Restore model, optimizer, scheduler and scaler from a checkpoint written by any torch strategy
+        at any world size; returns the rest of ``trainer.pt`` (the loop's own state)."""
         if (path / DEEPSPEED_DIR).is_dir():
             raise CheckpointError(f"{path} was written by --strategy deepspeed; resume it with "
                                   f"--strategy deepspeed at the same world size (or export its model.safetensors)")
         state = ckpt.load_trainer_state(path)
+        optim = state.pop("optimizer", None)
         if (path / DCP_DIR).is_dir():
             self._load_dcp(path / DCP_DIR)
-            state.pop("optimizer", None)
         elif not self.distributed:
             ckpt.load_into(self.module, path)
+            if optim is not None:
+                self.optimizer.load_state_dict(optim)
         else:
-            self._load_full(ckpt.load_model_state(path), state.pop("optimizer", None), path)
-        trainer.load_trainer_state(state)
+            self._load_full(ckpt.load_model_state(path), optim, path)
+        self.load_optim_state(state)
+        return state
 
     def sharded_state(self) -> dict[str, Any]:
         """DCP state: ``model`` (FQN -> tensor/DTensor) and ``optim`` (FQN -> {exp_avg, exp_avg_sq, step})."""
@@ -244,7 +283,7 @@ def _optimizer_state_by_name(module: nn.Module, weight_decay: float, sd: dict[st
 class _DistributedMixin:
     """Process group, rank-0 checkpoint commit and collective helpers shared by every multi-rank strategy."""
 
-    cfg: "TrainConfig"
+    cfg: TrainConfig
     rank: int
     world: int
     device: torch.device
@@ -263,43 +302,28 @@ class _DistributedMixin:
 
     def _begin_checkpoint(self, out: Path, step: int) -> Path:
         """A temp folder beside the final one, created by rank 0 and named to all ranks."""
-        final = ckpt.step_path(out, step)
-        name = None
-        if self.is_main:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            name = tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent)
-        return Path(D.broadcast_object(name))
+        return Path(D.broadcast_object(str(ckpt.begin_training_checkpoint(out, step)) if self.is_main else None))
 
-    def _commit_checkpoint(self, trainer: "Trainer", tmp: Path, light_state: dict[str, Any]) -> Path:
-        """Rank 0 writes config.json + trainer.pt, renames tmp into place, moves ``latest``, prunes."""
-        final = ckpt.step_path(trainer.out, trainer.step)
+    def _commit_checkpoint(self, out: Path, step: int, tmp: Path, config: dict[str, Any],
+                           trainer_state: dict[str, Any]) -> Path:
+        """Once every rank has written its shards into ``tmp``, rank 0 commits it (checkpoint.py)."""
         dist.barrier()
         if self.is_main:
-            (tmp / ckpt.CONFIG_FILE).write_text(json.dumps(trainer.checkpoint_config(), indent=2,
-                                                           sort_keys=True, default=str))
-            torch.save(light_state, tmp / ckpt.TRAINER_FILE)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-            pointer = ckpt.checkpoint_dir(trainer.out) / "latest"
-            new = pointer.with_name(f".latest-{os.getpid()}")
-            new.write_text(final.name)
-            os.replace(new, pointer)
-            steps = sorted(p for p in ckpt.checkpoint_dir(trainer.out).glob("step-*") if p.is_dir())
-            for old in steps[:-self.cfg.keep_ckpts]:
-                if old != final:
-                    shutil.rmtree(old, ignore_errors=True)
+            state = {**trainer_state, **self.optim_state(), "strategy": self.name, "world": self.world}
+            ckpt.commit_training_dir(tmp, out, step, config, state, keep=self.cfg.keep_ckpts)
         dist.barrier()
-        return final
+        return ckpt.step_path(out, step)
 
-
-def _light_state(trainer: "Trainer", with_scheduler: bool = True) -> dict[str, Any]:
-    """trainer.pt without optimizer tensors (those live in the sharded part)."""
-    state = trainer.trainer_state(include_optimizer=False)
-    if not with_scheduler:
-        state.pop("scheduler", None)
-    state["strategy"], state["world"] = trainer.strategy.name, trainer.strategy.world
-    return state
+    def all_reduce_grads(self) -> None:
+        """Average every ``p.grad`` over ranks in one flat all-reduce, as DDP's backward would."""
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        if any(p.grad is None for p in params):
+            raise RuntimeError("all_reduce_grads needs a gradient on every trainable parameter on every rank")
+        flat = torch.cat([p.grad.reshape(-1) for p in params])          # (n_params,)
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat /= self.world
+        for p, g in zip(params, flat.split([p.numel() for p in params])):
+            p.grad.copy_(g.view_as(p))
 
 
 class DDPStrategy(_DistributedMixin, Strategy):
@@ -320,12 +344,12 @@ class DDPStrategy(_DistributedMixin, Strategy):
     def no_sync(self) -> Callable[[], contextlib.AbstractContextManager]:
         return self.train_model.no_sync
 
-    def save_checkpoint(self, trainer: "Trainer") -> Path:
+    def save_checkpoint(self, out: Path, step: int, config: dict[str, Any], trainer_state: dict[str, Any]) -> Path:
         """Sharded save with ``torch.distributed.checkpoint`` (each rank writes what it owns)."""
         import torch.distributed.checkpoint as dcp
-        tmp = self._begin_checkpoint(trainer.out, trainer.step)
+        tmp = self._begin_checkpoint(out, step)
         dcp.save(self.sharded_state(), checkpoint_id=str(tmp / DCP_DIR))
-        return self._commit_checkpoint(trainer, tmp, _light_state(trainer))
+        return self._commit_checkpoint(out, step, tmp, config, trainer_state)
 
     def full_model_state(self) -> dict[str, torch.Tensor] | None:
         state = {k: D.full_tensor(v).detach().cpu() for k, v in self.module.state_dict().items()}
@@ -348,6 +372,8 @@ class Zero1Strategy(DDPStrategy):
 class FSDPStrategy(DDPStrategy):
     """FSDP2 ``fully_shard`` on every block of a ModuleList, then the root (ZeRO-3; ZeRO-2 without
     resharding after forward)."""
+
+    supports_per_sample_grads = False  # parameters are DTensor shards
 
     def setup(self, model: nn.Module) -> None:
         from torch.distributed.device_mesh import init_device_mesh
@@ -402,7 +428,7 @@ def _outermost_blocks(model: nn.Module) -> list[nn.Module]:
 
 # ---- DeepSpeed ----------------------------------------------------------------------------------
 
-def deepspeed_config(cfg: "TrainConfig", world: int) -> dict[str, Any]:
+def deepspeed_config(cfg: TrainConfig, world: int) -> dict[str, Any]:
     """The user's DeepSpeed JSON, completed with batch sizes from TrainConfig and checked against it.
 
     Filled when absent: ``train_micro_batch_size_per_gpu`` (batch_size / world),
@@ -433,11 +459,16 @@ def deepspeed_config(cfg: "TrainConfig", world: int) -> dict[str, Any]:
     elif float(conf["gradient_clipping"]) != cfg.grad_clip:
         warnings.warn(f"DeepSpeed JSON sets gradient_clipping={conf['gradient_clipping']}, train.grad_clip="
                       f"{cfg.grad_clip}; the JSON's value is used", stacklevel=2)
-    low = [k for k in ("fp16", "bf16") if isinstance(conf.get(k), dict) and conf[k].get("enabled")]
+    low = _json_precision(conf)
     if low:
-        require(cfg.precision == "fp32", "train.precision", cfg.precision,
-                f"the DeepSpeed JSON already enables {low[0]}; keep train.precision=fp32 (no double mixed precision)")
+        require(cfg.precision in ("fp32", "auto"), "train.precision", cfg.precision,
+                f"the DeepSpeed JSON already enables {low}; keep train.precision=fp32 (no double mixed precision)")
     return conf
+
+
+def _json_precision(conf: dict[str, Any]) -> str:
+    """``fp16``/``bf16`` when the DeepSpeed JSON enables it, else ``""``."""
+    return next((k for k in ("fp16", "bf16") if isinstance(conf.get(k), dict) and conf[k].get("enabled")), "")
 
 
 def _offloads_optimizer(conf: dict[str, Any]) -> bool:
@@ -452,6 +483,8 @@ class DeepSpeedStrategy(_DistributedMixin, Strategy):
     ``engine.backward(loss / k, scale_wrt_gas=False)`` then ``engine.step()`` (which only updates at
     the accumulation boundary), so the loss is divided by k exactly once and clipped exactly once.
     """
+
+    supports_per_sample_grads = False  # the engine owns gradients (partitioned under ZeRO-2/3)
 
     def setup(self, model: nn.Module) -> None:
         ds = require_extra("deepspeed", "deepspeed")
@@ -479,6 +512,13 @@ class DeepSpeedStrategy(_DistributedMixin, Strategy):
 
     def grad_scaler(self) -> None:
         return None  # fp16 loss scaling is DeepSpeed's (its JSON "fp16" section)
+
+    def resolved_precision(self) -> str:
+        """``auto`` is fp32 when the JSON already enables fp16/bf16 (no double mixed precision)."""
+        return "fp32" if _json_precision(self.ds_config) else super().resolved_precision()
+
+    def optim_state(self) -> dict[str, Any]:
+        return {}  # the engine checkpoints its optimizer, LR scheduler and loss scale
 
     def zero_grad(self) -> None:
         pass  # the engine zeroes gradients after each optimizer step
@@ -513,13 +553,13 @@ class DeepSpeedStrategy(_DistributedMixin, Strategy):
                "optim_bytes": D.tensor_bytes(D.optimizer_state_tensors(self.local_optimizers()[0]))}
         return D.gather_objects(row)
 
-    def save_checkpoint(self, trainer: "Trainer") -> Path:
+    def save_checkpoint(self, out: Path, step: int, config: dict[str, Any], trainer_state: dict[str, Any]) -> Path:
         """DeepSpeed's own checkpoint (every rank writes its partition) + rank 0's config.json/trainer.pt."""
-        tmp = self._begin_checkpoint(trainer.out, trainer.step)
+        tmp = self._begin_checkpoint(out, step)
         self.engine.save_checkpoint(str(tmp / DEEPSPEED_DIR), tag=DEEPSPEED_TAG, save_latest=False)
-        return self._commit_checkpoint(trainer, tmp, _light_state(trainer, with_scheduler=False))
+        return self._commit_checkpoint(out, step, tmp, config, trainer_state)
 
-    def load_checkpoint(self, trainer: "Trainer", path: Path) -> None:
+    def load_checkpoint(self, path: Path) -> dict[str, Any]:
         if not (path / DEEPSPEED_DIR).is_dir():
             raise CheckpointError(f"{path} was not written by --strategy deepspeed; DeepSpeed resumes only its "
                                   f"own checkpoints (start it from the exported model.safetensors instead)")
@@ -530,7 +570,7 @@ class DeepSpeedStrategy(_DistributedMixin, Strategy):
         # DeepSpeed's loader unpickles its own files: resume only from checkpoints you wrote.
         self.engine.load_checkpoint(str(path / DEEPSPEED_DIR), tag=DEEPSPEED_TAG,
                                     load_optimizer_states=True, load_lr_scheduler_states=True)
-        trainer.load_trainer_state(state)
+        return state
 
     def full_model_state(self) -> dict[str, torch.Tensor] | None:
         """Gather ZeRO-3 partitions (``GatheredParameters``) and copy the full weights on rank 0."""

@@ -21,7 +21,7 @@ def tour(ctx: TourContext) -> Section:
     rows = []
     for name, n in steps.items():
         t0 = time.perf_counter()
-        model, m = train_classifier(run_config_for(name, steps=n), ctx.out / name, quiet=ctx.quiet)
+        model, m = train_classifier(run_config_for(name, steps=n, precision="auto"), ctx.out / name, quiet=ctx.quiet)
         rows.append({"model": name, "params": count_parameters(model), "steps": n,
                      "train_acc": round(m["train_acc"], 4), "test_acc": round(m["test_acc"], 4),
                      "seconds": round(time.perf_counter() - t0, 1)})

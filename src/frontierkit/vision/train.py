@@ -92,10 +92,11 @@ def load_data(cfg: VisionDataConfig, split: str) -> tuple[torch.Tensor, torch.Te
 
 
 def cross_entropy_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]):
-    """Mean cross-entropy of the logits; also reports batch accuracy."""
+    """Mean cross-entropy of the logits; also reports batch accuracy (a tensor, so per-example
+    gradients can vmap this loss)."""
     x, y = batch
     logits = model(x)                                    # (B, K)
-    acc = (logits.argmax(-1) == y).float().mean().item()
+    acc = (logits.argmax(-1) == y).float().mean()
     return F.cross_entropy(logits, y), {"acc": acc}
 
 
