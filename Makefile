@@ -27,7 +27,7 @@ export XDG_CACHE_HOME := $(CACHE)/xdg
 export MUJOCO_GL := egl
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo demo-quick test test-fast install install-dev clean
+.PHONY: demo demo-quick test test-fast test-cpus install install-dev clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,7 @@ $(VENV)/.stamp-base: pyproject.toml constraints/cpu.txt | $(BIN)/python
 
 $(VENV)/.stamp-dev: pyproject.toml constraints/cpu.txt $(VENV)/.stamp-base
 	$(PIP) torch==2.13.0 -e '.[dev]'
+	$(PIP) --no-deps torchattacks==3.5.1  # oracle; its torchvision dependency must never be installed (CUDA-only wheel)
 	@touch $@
 
 install: $(VENV)/.stamp-base
@@ -54,6 +55,19 @@ test: $(VENV)/.stamp-dev
 
 test-fast: $(VENV)/.stamp-dev
 	$(BIN)/python -m pytest -m "not slow"
+
+# The tests marked `learned` (learned thresholds, golden curves) once per set of torch CPU kernels:
+# ATEN_CPU_CAPABILITY=default (no vector units), avx2, and native (unset; avx2 is skipped on a CPU
+# without it). Float results differ in the last bits between CPUs; these tests must hold on all.
+test-cpus: $(VENV)/.stamp-dev
+	@native=$$(env -u ATEN_CPU_CAPABILITY $(BIN)/python -c "import torch; print(torch.backends.cpu.get_cpu_capability())"); \
+	caps="default native"; case "$$native" in AVX2|AVX512*) caps="default avx2 native";; esac; \
+	failed=""; for cap in $$caps; do \
+	  echo "== ATEN_CPU_CAPABILITY=$$cap (native: $$native)"; \
+	  if [ "$$cap" = native ]; then env -u ATEN_CPU_CAPABILITY $(BIN)/python -m pytest -m learned || failed="$$failed $$cap"; \
+	  else env ATEN_CPU_CAPABILITY=$$cap $(BIN)/python -m pytest -m learned || failed="$$failed $$cap"; fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test-cpus: failed under ATEN_CPU_CAPABILITY:$$failed"; exit 1; fi
 
 clean:
 	rm -rf runs .cache .pytest_cache

@@ -92,6 +92,7 @@ def test_deletion_insertion_curve_endpoints_and_auc():
     torch.testing.assert_close(auc(torch.tensor([[0.0, 1.0, 1.0]])), torch.tensor([0.75]))
 
 
+@pytest.mark.learned
 def test_faithfulness_attributions_beat_random_on_trained_cnn(trained_cnn, digits):
     """On a trained digits CNN, IG and DeepSHAP delete better (lower AUC) and insert better
     (higher AUC) than random maps."""

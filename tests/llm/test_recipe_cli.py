@@ -17,9 +17,13 @@ ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden" / "tiny_val_loss.json"
 
 
+@pytest.mark.learned
 def test_tiny_recipe_follows_golden_val_loss_curve(tmp_path):
     """Oracle: the recorded curve of the full tiny run; the first 20 steps match within 0.05 nats, and the
-    golden curve itself falls by > 1 nat after step 20 (the recipe visibly learns)."""
+    golden curve itself falls by > 1 nat after step 20 (the recipe visibly learns).
+    Measured at step 20 (issue 9): 6.38504 under ATEN_CPU_CAPABILITY=default, avx2 and native (1 thread), and
+    native with 2 threads: a spread below 1e-5 nats, so the 0.05 tolerance leaves > 1000x margin for the BLAS
+    code paths of other CPUs (AVX-512 MKL is not simulated by ATEN_CPU_CAPABILITY). Untrained: ln 2048 = 7.62."""
     golden = json.loads(GOLDEN.read_text())
     curve = {int(k): v for k, v in golden["val_loss"].items()}
     assert curve[max(curve)] < curve[min(curve)] - 1.0

@@ -60,6 +60,7 @@ def test_run_config_refuses_model_data_mismatch():
         VisionRunConfig(model=VisionModelConfig(in_channels=3), data=VisionDataConfig(name="digits"))
 
 
+@pytest.mark.learned
 @pytest.mark.slow
 @pytest.mark.parametrize("name,minimum", [("cnn", 0.97), ("resnet", 0.97), ("mlp", 0.95), ("vit", 0.93)])
 def test_digits_test_accuracy_reaches_stated_level(name, minimum, tmp_path):
@@ -75,6 +76,7 @@ def test_digits_test_accuracy_reaches_stated_level(name, minimum, tmp_path):
     assert accuracy(loaded, x, y) == pytest.approx(metrics["test_acc"])
 
 
+@pytest.mark.learned
 def test_cli_train_then_eval(tmp_path, capsys):
     from frontierkit.cli import main
 

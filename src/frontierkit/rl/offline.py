@@ -10,6 +10,7 @@ from typing import Any, Callable
 import torch
 
 from ..config import require
+from ..track import NullTracker
 from .common import EnvConfig, EvalConfig, Progress, RLResult, evaluate_policy, save_policy, seed_everything
 
 
@@ -30,6 +31,7 @@ def train_offline(algo: str, learner: Any, policy: torch.nn.Module, dataset: Any
                   steps: int, batch_size: int, evalc: EvalConfig, model_config: dict[str, Any],
                   run_config: Any, out: str | Path | None, tracker: Any, quiet: bool) -> RLResult:
     """``steps`` gradient steps of ``learner.update(batch)`` on ``dataset``, with periodic evaluation."""
+    tracker = tracker or NullTracker()
     gen = seed_everything(EnvConfig(id=dataset.env_id, seed=data.seed, threads=data.threads))
     buffer = dataset.buffer()
     result = RLResult(policy, model_config)
@@ -38,15 +40,14 @@ def train_offline(algo: str, learner: Any, policy: torch.nn.Module, dataset: Any
     for step in range(1, steps + 1):
         stats = learner.update(buffer.sample(batch_size, gen))
         progress.update(1)
-        if tracker is not None and step % 1000 == 0:
+        if step % 1000 == 0:
             tracker.log_metrics(stats, step)
         if (evalc.every and step % evalc.every == 0) or step == steps:
             mean, std = progress.exclude(evaluate_policy, policy, dataset.env_id, evalc.episodes, evalc.seed)
             row = {"step": step, "eval_return": mean, "eval_std": std,
                    "normalized_score": dataset.normalized_score(mean)}
             result.history.append(row)
-            if tracker is not None:
-                tracker.log_metrics({k: v for k, v in row.items() if k != "step"}, step)
+            tracker.log_metrics({k: v for k, v in row.items() if k != "step"}, step)
     progress.close()
     result.seconds = progress.seconds()
     result.steps_per_second, result.steps_per_cpu_second = progress.rates(steps)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..config import require
+from ..track import NullTracker
 from .buffers import RolloutBuffer
 from .common import EnvConfig, EvalConfig, Progress, RLResult, evaluate_policy, save_policy, seed_everything
 from .envs import ReturnScaler, VecEnv, make_env, space_info
@@ -158,6 +159,7 @@ def update(agent: ActorCritic, opt: torch.optim.Optimizer, buf: RolloutBuffer, c
 
 def train(run: PPORunConfig, out: str | Path | None = None, tracker: Any = None, quiet: bool = True) -> RLResult:
     """Train PPO on ``run.env.id``; saves ``<out>/model`` when ``out`` is given."""
+    tracker = tracker or NullTracker()
     cfg, gen = run.ppo, seed_everything(run.env)
     envs = VecEnv([lambda: make_env(run.env.id) for _ in range(cfg.n_envs)], seed=run.env.seed)
     info = space_info(envs.envs[0])
@@ -185,15 +187,13 @@ def train(run: PPORunConfig, out: str | Path | None = None, tracker: Any = None,
         stats.update(lr=opt.param_groups[0]["lr"], sps=progress.rates(step)[0])
         if recent:
             stats["episodic_return"] = float(np.mean(recent))
-        if tracker is not None:
-            tracker.log_metrics(stats, step)
+        tracker.log_metrics(stats, step)
         progress.update(cfg.n_envs * cfg.n_steps, ret=stats.get("episodic_return", float("nan")),
                         kl=stats["approx_kl"])
         if (next_eval is not None and step >= next_eval) or it == n_updates - 1:
             mean, std = progress.exclude(evaluate_policy, agent, run.env.id, run.eval.episodes, run.eval.seed)
             result.history.append({"step": step, "eval_return": mean, "eval_std": std})
-            if tracker is not None:
-                tracker.log_metrics({"eval_return": mean, "eval_std": std}, step)
+            tracker.log_metrics({"eval_return": mean, "eval_std": std}, step)
             while next_eval is not None and next_eval <= step:
                 next_eval += run.eval.every
     progress.close()

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..config import require
+from ..track import NullTracker
 from .buffers import ReplayBuffer
 from .common import EnvConfig, EvalConfig, Progress, RLResult, evaluate_policy, save_policy, seed_everything
 from .envs import make_env, require_continuous, space_info
@@ -157,6 +158,7 @@ def model_config(algo: str, env_id: str, info: dict[str, Any], hidden: tuple[int
 def train(run: SACRunConfig, out: str | Path | None = None, tracker: Any = None, quiet: bool = True,
           on_eval: Callable[[int, float, SACLearner, ReplayBuffer], None] | None = None) -> RLResult:
     """Train SAC on ``run.env.id``; ``on_eval(step, mean_return, learner, buffer)`` runs after each evaluation."""
+    tracker = tracker or NullTracker()
     cfg, gen = run.sac, seed_everything(run.env)
     env = make_env(run.env.id, seed=run.env.seed)
     info = space_info(env)
@@ -179,20 +181,18 @@ def train(run: SACRunConfig, out: str | Path | None = None, tracker: Any = None,
         obs = next_obs
         if terminated or truncated:
             result.train_returns.append((step, ep_return))
-            if tracker is not None:
-                tracker.log_metrics({"episodic_return": ep_return}, step)
+            tracker.log_metrics({"episodic_return": ep_return}, step)
             obs, ep_return = env.reset()[0], 0.0
         if step > cfg.learning_starts:
             for _ in range(cfg.gradient_steps):
                 stats = learner.update(buffer.sample(cfg.batch_size, gen))
-            if tracker is not None and step % 1000 == 0:
+            if step % 1000 == 0:
                 tracker.log_metrics(stats, step)
         progress.update(1)
         if (run.eval.every and step % run.eval.every == 0) or step == cfg.total_steps:
             mean, std = progress.exclude(evaluate_policy, learner.actor, run.env.id, run.eval.episodes, run.eval.seed)
             result.history.append({"step": step, "eval_return": mean, "eval_std": std})
-            if tracker is not None:
-                tracker.log_metrics({"eval_return": mean, "eval_std": std}, step)
+            tracker.log_metrics({"eval_return": mean, "eval_std": std}, step)
             if on_eval is not None:
                 progress.exclude(on_eval, step, mean, learner, buffer)
     progress.close()
