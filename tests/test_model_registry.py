@@ -179,11 +179,14 @@ def test_explain_gradcam_on_a_saved_classifier(tmp_path):
 
 
 def test_areas_declare_commands_tour_sections_and_kinds_once():
-    from frontierkit.areas import manifests, model_kinds, tour_sections
+    from frontierkit.areas import AREAS, manifests, model_kinds, tour_sections
+    from frontierkit.cli import build_parser
     names = [m.name for m in manifests()]
-    assert names == ["train", "data", "llm", "vision", "explain", "rl"]
+    assert names == list(AREAS) and names[:6] == ["train", "data", "llm", "vision", "explain", "rl"]
     assert set(model_kinds()) >= {"llm", "vision", "rl-policy"}
-    assert set(tour_sections()) == {"train", "distributed", "llm", "vision", "explain", "rl"}
+    assert set(tour_sections()) >= {"train", "distributed", "llm", "vision", "explain", "rl"}
+    commands = build_parser()._subparsers._group_actions[0].choices     # every area with commands + tour
+    assert set(commands) == {m.name for m in manifests() if m.commands} | {"tour"}
 
 
 class Scaled(torch.nn.Module):
