@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable
 
-AREAS: tuple[str, ...] = ("train", "data", "llm", "vision", "explain", "rl", "robust", "compress")
+AREAS: tuple[str, ...] = ("train", "data", "llm", "vision", "explain", "rl", "robust", "compress", "multimodal")
 """The area packages under ``frontierkit``, in CLI and tour order."""
 
 

@@ -69,8 +69,9 @@ def model_dir(path: str | Path) -> Path:
                           f"folder{hint}. Pass a run folder, its model/ folder or a Hugging Face model folder")
 
 
-def _kind_of_meta(meta: dict[str, Any], path: Path) -> ModelKind:
-    """The kind ``config.json`` names, or the one whose ``detect`` recognises it (older runs, HF folders)."""
+def _kind_of_meta(meta: dict[str, Any], path: Path, prefer: set[str] = frozenset()) -> ModelKind:
+    """The kind ``config.json`` names, or the one whose ``detect`` recognises it (older runs, HF folders;
+    the kinds in ``prefer`` are asked first)."""
     known = model_kinds()
     name = meta.get("kind")
     if name is not None:
@@ -78,7 +79,7 @@ def _kind_of_meta(meta: dict[str, Any], path: Path) -> ModelKind:
             raise CheckpointError(f"{path}/{ckpt.CONFIG_FILE} says kind={name!r}, which this install does not "
                                   f"know (known kinds: {', '.join(known)}); is an area package missing?")
         return known[name]
-    for kind in known.values():
+    for kind in sorted(known.values(), key=lambda k: k.name not in prefer):
         if kind.detect and resolve(kind.detect)(meta):
             return kind
     raise CheckpointError(f"{path}/{ckpt.CONFIG_FILE} names no model kind and matches none of "
@@ -149,8 +150,8 @@ def open_model(path: str | Path, kind: str | Iterable[str] | None = None,
     A model of another kind is refused with a message naming both (``what`` names the caller)."""
     path = model_dir(path)
     meta = ckpt.load_config_json(path)
-    k = _kind_of_meta(meta, path)
     want_kinds, want_tags = _as_set(kind), _as_set(tags)
+    k = _kind_of_meta(meta, path, want_kinds)
     if (want_kinds and k.name not in want_kinds) or not want_tags <= k.tags:
         need = " or ".join(sorted(want_kinds)) if want_kinds else f"a model tagged {'/'.join(sorted(want_tags))}"
         fitting = [n for n, kk in model_kinds().items()

@@ -31,9 +31,12 @@ def config_of(model) -> dict[str, Any]:
 
 
 def detect(meta: dict[str, Any]) -> bool:
-    """A Hugging Face folder, or a kit checkpoint written before config.json named its kind."""
+    """A Hugging Face folder of a supported decoder (llama, mistral, qwen2, gpt2), or a kit checkpoint
+    written before config.json named its kind."""
+    from .convert import SUPPORTED
     model = meta.get("model")
-    return "model_type" in meta or (isinstance(model, dict) and {"n_layers", "d_model", "vocab_size"} <= set(model))
+    return meta.get("model_type") in SUPPORTED or (
+        isinstance(model, dict) and {"n_layers", "d_model", "vocab_size"} <= set(model))
 
 
 def load_hf(path: Path, meta: dict[str, Any]):
