@@ -10,6 +10,7 @@ from typing import Iterator, Sequence
 
 import torch
 
+from ..nn import prompt_positions
 from .model import Transformer
 
 
@@ -49,11 +50,6 @@ def next_token(logits: torch.Tensor, seen: torch.Tensor, *, temperature: float, 
         logits = top_p_filter(logits, top_p)
     probs = logits.softmax(-1)                                                 # (B, V)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
-def prompt_positions(mask: torch.Tensor) -> torch.Tensor:
-    """Positions of left-padded prompts: 0 at each row's first real token (HF: cumsum - 1, pads -> 1)."""
-    return (mask.long().cumsum(-1) - 1).masked_fill(~mask, 1)                  # (B, T)
 
 
 @torch.inference_mode()

@@ -190,14 +190,16 @@ class Transformer(nn.Module):
         return [KVCache(batch, cfg.n_kv_heads, cfg.head_dim, max_len, cfg.sliding_window,
                         dtype=dtype or p.dtype, device=p.device) for _ in range(cfg.n_layers)]
 
-    def forward(self, idx: torch.Tensor, positions: torch.Tensor | None = None, valid: torch.Tensor | None = None,
-                cache: list[KVCache] | None = None) -> torch.Tensor:
-        """idx (B, T); positions (B, T) (default: after the cache); valid (B, T) False on padding."""
-        b, t = idx.shape
+    def forward(self, idx: torch.Tensor | None, positions: torch.Tensor | None = None,
+                valid: torch.Tensor | None = None, cache: list[KVCache] | None = None,
+                inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """idx (B, T), or ``inputs_embeds`` (B, T, C) instead (LLaVA's spliced image tokens); positions
+        (B, T) (default: after the cache); valid (B, T) False on padding."""
+        x = self.tok_emb(idx) if inputs_embeds is None else inputs_embeds      # (B, T, C)
+        b, t = x.shape[:2]
         if positions is None:
             start = cache[0].length if cache else 0
-            positions = torch.arange(start, start + t, device=idx.device).expand(b, t)   # (B, T)
-        x = self.tok_emb(idx)                                                  # (B, T, C)
+            positions = torch.arange(start, start + t, device=x.device).expand(b, t)     # (B, T)
         cos = sin = None
         if self.pos_emb is not None:
             if int(positions.max()) >= self.cfg.max_seq_len:

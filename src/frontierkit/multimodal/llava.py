@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from ..config import from_dict, require, to_dict
 from ..errors import CheckpointError, DataError
+from ..nn import prompt_positions
 from .clip import CLIPVisionConfig, VisionTower
 
 
@@ -69,20 +70,7 @@ class Projector(nn.Module):
 def lm_forward(lm: nn.Module, x: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor | None = None,
                cache: list | None = None) -> torch.Tensor:
     """The kit Transformer run on input embeddings x (B, T, C) instead of ids -> logits (B, T, V)."""
-    if lm.pos_emb is not None:
-        x = x + lm.pos_emb(positions)                                          # (B, T, C)
-    cos = sin = None
-    if lm.rope is not None:
-        cos, sin = lm.rope(positions)                                          # (B, T, D) each
-        cos, sin = cos.to(x.dtype)[:, None], sin.to(x.dtype)[:, None]          # (B, 1, T, D)
-    for i, layer in enumerate(lm.layers):
-        x = layer(x, cos, sin, cache[i] if cache else None, valid)             # (B, T, C)
-    return lm.lm_head(lm.norm(x))                                              # (B, T, V)
-
-
-def prompt_positions(valid: torch.Tensor) -> torch.Tensor:
-    """Positions of left-padded rows: 0 at each row's first real token, pads at 1 (transformers' rule)."""
-    return (valid.long().cumsum(-1) - 1).masked_fill(~valid, 1)                # (B, T)
+    return lm(None, positions, valid, cache, inputs_embeds=x)                  # (B, T, V)
 
 
 class Llava(nn.Module):

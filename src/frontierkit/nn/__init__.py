@@ -6,9 +6,9 @@ from .attention import (Attention, EncoderAttention, KVCache, attention, cached_
 from .block import EncoderBlock
 from .mlp import GEGLU, MLP_ACTIVATIONS, GatedMLP, GeluMLP, SwiGLU, make_mlp, quick_gelu
 from .norms import LayerNorm, RMSNorm, make_norm
-from .rope import RopeConfig, RotaryEmbedding, apply_rope, rotate_half
+from .rope import RopeConfig, RotaryEmbedding, apply_rope, prompt_positions, rotate_half
 
 __all__ = ["Attention", "EncoderAttention", "KVCache", "attention", "cached_attention", "sdpa", "self_attention",
            "sliding_window_attention", "EncoderBlock", "GEGLU", "MLP_ACTIVATIONS", "GatedMLP", "GeluMLP",
            "SwiGLU", "make_mlp", "quick_gelu", "LayerNorm", "RMSNorm", "make_norm", "RopeConfig",
-           "RotaryEmbedding", "apply_rope", "rotate_half"]
+           "RotaryEmbedding", "apply_rope", "prompt_positions", "rotate_half"]

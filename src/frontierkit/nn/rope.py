@@ -156,3 +156,9 @@ class RotaryEmbedding(nn.Module):
         if self.attention_scaling == 1.0:
             return emb.cos(), emb.sin()
         return emb.cos() * self.attention_scaling, emb.sin() * self.attention_scaling
+
+
+def prompt_positions(valid: torch.Tensor) -> torch.Tensor:
+    """Positions of left-padded prompts: 0 at each row's first real token, pads at 1 (transformers' rule:
+    cumsum - 1). valid (B, T) bool -> (B, T) long."""
+    return (valid.long().cumsum(-1) - 1).masked_fill(~valid, 1)                # (B, T)
