@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from multimodal_common import ROOT, meta, table, write  # noqa: E402
+from bench_common import ROOT, meta, table, write  # noqa: E402
 
 
 def speed(cfg, steps: int = 10) -> dict[str, float]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from robust_common import RESULTS, meta, write  # noqa: E402
+from bench_common import RESULTS, meta, write  # noqa: E402
 
 MADRY_MNIST = {"eps": 0.3, "pgd100": 0.925, "pgd100_50_restarts": 0.896}
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from robust_common import meta, write  # noqa: E402
+from bench_common import meta, write  # noqa: E402
 
 
 def cpu_time(fn) -> tuple[float, torch.Tensor]:

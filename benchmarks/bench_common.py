@@ -1,4 +1,5 @@
-"""Shared pieces of the robust benchmarks: run metadata and writing JSON + markdown results."""
+"""Shared by the benchmarks: run metadata (date, machine, CPU capability, command) and the JSON +
+markdown writer every result file goes through."""
 from __future__ import annotations
 
 import datetime
@@ -14,12 +15,21 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def meta(command: str, **versions: str) -> dict:
+    """Date (UTC), machine, library versions, the CPU capability record and the exact command."""
     from frontierkit.hardware import cpu_capability
     libs = ", ".join(f"{k} {v}" for k, v in versions.items())
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.machine()} {platform.processor() or ''} ({torch.get_num_threads()} thread), "
                        f"torch {torch.__version__}{', ' + libs if libs else ''}, python {platform.python_version()}",
             "cpu_capability": cpu_capability(), "command": command}
+
+
+def table(rows: list[dict]) -> list[str]:
+    """Markdown table lines of ``rows`` (columns in first-seen order, floats to 3 decimals)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    return ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys),
+            *("| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows)]
 
 
 def write(name: str, info: dict, body: list[str], out: Path = RESULTS) -> None:
