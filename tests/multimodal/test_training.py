@@ -120,6 +120,19 @@ def test_explain_gradcam_runs_on_the_zero_shot_classifier(clip_run, tmp_path):
     assert maps.shape == (4, 32, 32) and maps.min() >= 0 and maps.max() <= 1 + 1e-6
 
 
+def test_robust_attack_runs_on_the_zero_shot_classifier(clip_run, tmp_path, capsys):
+    """Composition through the registry: `frontier robust attack --model RUN/zeroshot` attacks CLIP's zero-shot
+    classifier; the perturbation stays in the L∞ ball and the range, and PGD never raises accuracy."""
+    import json
+
+    from frontierkit.cli import main
+    _, _, _, out = clip_run
+    assert main(["robust", "attack", "--model", str(out / "zeroshot"), "--attack", "pgd", "--eps", "0.05",
+                 "--n", "8", "--out", str(tmp_path)]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["max_linf"] <= 0.05 + 1e-6 and info["adv_acc"] <= info["clean_acc"]
+
+
 def test_cli_train_clip_and_train_llava_write_registry_models(clip_run, tmp_path, capsys):
     """`train-clip` and `train-llava --clip RUN` (a few steps each) write models the registry opens by kind, and
     train-llava follows the CLIP run's held-out split; a missing --clip is a one-line error."""
