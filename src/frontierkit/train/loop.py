@@ -234,10 +234,12 @@ class Trainer:
     def checkpoint_config(self) -> dict[str, Any]:
         """config.json of checkpoints and the exported model: the registry's kind (when the model is a
         registered kit model) + model config + run config + step."""
-        from ..models import kind_of
+        from ..models import TRANSFORMS_ATTR, kind_of
         kind = kind_of(self.model)
         head = {"kind": kind.name} if kind is not None else {}
-        return {**head, "model": self.model_config, "run": self.run_config, "step": self.step}
+        transforms = getattr(self.model, TRANSFORMS_ATTR, None)     # e.g. BatchNorm -> GroupNorm for DP-SGD
+        tail = {"transforms": list(transforms)} if transforms else {}
+        return {**head, "model": self.model_config, "run": self.run_config, "step": self.step, **tail}
 
     def save(self) -> Path:
         """A resumable checkpoint (sharded with torch.distributed.checkpoint under multi-rank strategies)."""
