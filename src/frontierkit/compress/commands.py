@@ -6,18 +6,24 @@ from __future__ import annotations
 import argparse
 import json
 
-QUANT_METHODS = ("dynamic", "int8", "int4-rtn", "int4-gptq", "int8-gptq")
+QUANT_METHODS = ("dynamic", "static", "qat", "int8", "int4-rtn", "int4-gptq", "int8-gptq")
 
 
 def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     p = sub.add_parser(area, help=text, description=text)
     cmds = p.add_subparsers(dest="compress_cmd", metavar="CMD")
-    q = cmds.add_parser("quantize", help="dynamic INT8, or weight-only int8 / int4 (RTN or GPTQ)")
+    q = cmds.add_parser("quantize", help="dynamic / static / QAT INT8, or weight-only int8 / int4 (RTN or GPTQ)")
     _common(q)
     q.add_argument("--method", default="dynamic", choices=QUANT_METHODS,
-                   help="dynamic: INT8 weights + activations (Linear/LSTM); int8/int4-*: weight-only")
+                   help="dynamic: INT8 weights + activations (Linear/LSTM); static: calibrated INT8 Conv2d/Linear "
+                        "(BN folded); qat: quantization-aware fine-tuning then static INT8 (classifiers); "
+                        "int8/int4-*: weight-only")
+    q.add_argument("--observer", default="minmax", choices=("minmax", "percentile", "mse"),
+                   help="static: calibration range of each activation")
+    q.add_argument("--qat-steps", type=int, default=100, help="qat: fine-tuning steps")
     q.add_argument("--group-size", type=int, default=32, help="int4: input columns per (scale, zero) group")
-    q.add_argument("--calib-batches", type=int, default=8, help="GPTQ: calibration batches (8 windows / 64 images)")
+    q.add_argument("--calib-batches", type=int, default=8,
+                   help="GPTQ / static / qat: calibration batches (8 windows / 64 images)")
     q.add_argument("--skip", nargs="*", default=[], metavar="NAME", help="module names left in full precision")
     q.set_defaults(func=quantize_cmd)
 
@@ -82,6 +88,8 @@ def quantize_cmd(args: argparse.Namespace) -> int:
     loaded = open_model(args.model_dir, what="frontier compress quantize")
     if args.method == "dynamic":
         q = quantize_dynamic(loaded.model, skip=args.skip)
+    elif args.method in ("static", "qat"):
+        q = _static_or_qat(args, loaded)
     else:
         bits = 4 if args.method.startswith("int4") else 8
         method = "gptq" if args.method.endswith("gptq") else "rtn"
@@ -89,6 +97,21 @@ def quantize_cmd(args: argparse.Namespace) -> int:
         q = quantize_weights(loaded.model, bits=bits, group_size=args.group_size if bits == 4 else None,
                              method=method, calib=calib, skip=args.skip)
     return _finish(args, loaded, q, {"method": args.method})
+
+
+def _static_or_qat(args: argparse.Namespace, loaded):
+    """Static INT8 PTQ with ``--observer``, or QAT (classifiers: fine-tuned on their training split)."""
+    from ..errors import ConfigError
+    from .qat import quantization_aware_training
+    from .static import quantize_static
+    calib = _calibration(loaded, args.calib_batches)
+    if args.method == "static":
+        return quantize_static(loaded.model, calib, args.observer, skip=args.skip)
+    if "classifier" not in loaded.kind.tags:
+        raise ConfigError(f"--method qat needs a classifier model (its dataset); {loaded.kind.name} is not one, "
+                          f"use --method static")
+    return quantization_aware_training(loaded.model, *loaded.dataset("train"), calib, steps=args.qat_steps,
+                                       skip=args.skip)
 
 
 def prune_cmd(args: argparse.Namespace) -> int:
