@@ -78,6 +78,7 @@ def test_feature_and_token_losses_by_hand():
     assert token_kl(zs, zt, mask=mask).item() == pytest.approx(((full * mask).sum() / 3).item(), abs=1e-6)
 
 
+@pytest.mark.learned
 def test_distilled_tiny_llm_moves_toward_the_teacher():
     """LLM distillation (token-level forward KL through the Trainer hook): 30 steps bring the student's
     KL to the teacher below half its initial value."""

@@ -45,6 +45,7 @@ def test_tokenizer_round_trips_and_refuses_unknown_words():
         tok.encode("a red dog")
 
 
+@pytest.mark.learned
 def test_clip_learns_colour_zero_shot_and_retrieval_on_unseen_combinations(clip_run):
     """Learned: after 300 steps the zero-shot colour accuracy on held-out combinations is >= 0.6 (chance 1/6;
     measured 0.96) and image->text recall@5 >= 0.25 (chance ~5/256 exact-caption hits ≈ 0.07);
@@ -92,6 +93,7 @@ def test_cli_refuses_a_non_clip_model_in_one_line(clip_run, capsys):
     assert code != 0 and "clip" in err and "Traceback" not in err
 
 
+@pytest.mark.learned
 @pytest.mark.slow
 def test_llava_answers_colour_questions_from_the_image_better_than_text_only(clip_run, tmp_path):
     """Learned: LLaVA on the CLIP above (stages 0-2, ~200 steps) answers held-out colour questions >= 0.35 better

@@ -108,6 +108,7 @@ def _bench():
     return mod
 
 
+@pytest.mark.learned
 @pytest.mark.slow
 def test_quick_benchmark_adversarial_training_raises_robust_accuracy(tmp_path):
     """Reproduction (benchmarks/robust_digits.py --quick, an MLP, eps 0.2 training): PGD-AT and TRADES keep at least
