@@ -33,7 +33,7 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
 $(VENV)/.stamp-base: pyproject.toml constraints/cpu.txt | $(BIN)/python
-	$(PIP) torch==2.13.0 -e '.[track,rl]'
+	$(PIP) torch==2.13.0 -e '.[track,rl,serve]'
 	@touch $@
 
 $(VENV)/.stamp-dev: pyproject.toml constraints/cpu.txt $(VENV)/.stamp-base

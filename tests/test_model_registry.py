@@ -4,6 +4,7 @@ a run folder or (llm) a Hugging Face folder; wrong folders and wrong kinds are o
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -181,8 +182,10 @@ def test_explain_gradcam_on_a_saved_classifier(tmp_path):
 def test_areas_declare_commands_tour_sections_and_kinds_once():
     from frontierkit.areas import AREAS, manifests, model_kinds, tour_sections
     from frontierkit.cli import build_parser
+    import frontierkit
+    present = [a for a in AREAS if (Path(frontierkit.__file__).parent / a / "manifest.py").exists()]
     names = [m.name for m in manifests()]
-    assert names == list(AREAS) and names[:6] == ["train", "data", "llm", "vision", "explain", "rl"]
+    assert names == present and names[:6] == ["train", "data", "llm", "vision", "explain", "rl"]
     assert set(model_kinds()) >= {"llm", "vision", "rl-policy"}
     assert set(tour_sections()) >= {"train", "distributed", "llm", "vision", "explain", "rl"}
     commands = build_parser()._subparsers._group_actions[0].choices     # every area with commands + tour

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable
 
-AREAS: tuple[str, ...] = ("train", "data", "llm", "vision", "explain", "rl", "robust", "compress", "multimodal", "privacy")
+AREAS: tuple[str, ...] = ("train", "data", "llm", "vision", "explain", "rl", "robust", "compress", "multimodal", "privacy",
+                         "diffusion", "serve", "agents", "science")
 """The area packages under ``frontierkit``, in CLI and tour order."""
 
 
