@@ -55,6 +55,49 @@ def test_dynamic_int8_kernel_equals_torch_ao_given_its_int8_weights():
     torch.testing.assert_close(ours(x), ao(x), atol=1e-6, rtol=0)
 
 
+def test_per_token_dynamic_int8_keeps_small_tokens_precise_where_per_tensor_loses_them():
+    """Invariant of per-token activation scales (LLM.int8() / SmoothQuant): with tokens whose magnitudes
+    span 1e-3..1e3 in one batch, every token's output stays within 2% of fp32 (relative to that token's
+    own output), while one per-call scale (torch.ao's scheme) destroys the small tokens (> 50% error)."""
+    torch.manual_seed(0)
+    lin = nn.Linear(64, 32).eval()
+    with torch.no_grad():
+        lin.bias.zero_()                                    # relative error per token without a bias floor
+    x = torch.randn(6, 64) * torch.tensor([1e-3, 1e-2, 1e-1, 1.0, 1e2, 1e3])[:, None]   # (T, K)
+    with torch.no_grad():
+        ref = lin(x)
+        per_token = DynamicInt8Linear.from_float(lin, activation="per_token")(x)
+        per_tensor = DynamicInt8Linear.from_float(lin)(x)
+    rel = lambda y: ((y - ref).norm(dim=-1) / ref.norm(dim=-1))             # noqa: E731  (T,)
+    assert rel(per_token).max() < 0.02
+    assert rel(per_tensor)[:2].min() > 0.5
+
+
+def test_per_token_dynamic_int8_equals_per_tensor_on_one_token_and_rebuilds_from_its_record():
+    """Invariant: for one token the two granularities are the same quantization (scale s_t = max|x_t|
+    divides out; tolerance 1e-4 of the output span for float rounding of x / s_t); a per-token model
+    saves and reloads through the registry with identical outputs and its granularity recorded."""
+    torch.manual_seed(1)
+    mlp = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 10)).eval()
+    x = torch.randn(1, 32) * 3
+    with torch.no_grad():
+        a, b = quantize_dynamic(mlp, activation="per_token")(x), quantize_dynamic(mlp)(x)
+    assert (a - b).abs().max() <= 1e-4 * b.abs().max()
+    from frontierkit.compress.quantize import apply_dynamic_int8     # the registry's load path
+    from frontierkit.models import TRANSFORMS_ATTR
+    q = quantize_dynamic(mlp, activation="per_token")
+    spec = getattr(q, TRANSFORMS_ATTR)[-1]
+    assert spec["activation"] == "per_token"
+    torch.manual_seed(2)
+    rebuilt = apply_dynamic_int8(nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 10)), spec)
+    rebuilt.load_state_dict(q.state_dict())
+    xb = torch.randn(4, 32) * torch.tensor([1e-2, 1.0, 10.0, 1e2])[:, None]
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(xb), q(xb), atol=0, rtol=0)
+    with pytest.raises(ConfigError, match="per_token"):
+        quantize_dynamic(mlp, activation="per_row")
+
+
 def test_dynamic_int8_runs_integer_kernels_and_stores_int8_weights():
     """Not fake quantization: the forward dispatches FBGEMM's quantized::linear_dynamic; weights are int8."""
     q = quantize_dynamic(nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4)))

@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
                         "int8/int4-*: weight-only")
     q.add_argument("--observer", default="minmax", choices=("minmax", "percentile", "mse"),
                    help="static: calibration range of each activation")
+    q.add_argument("--activation", default="per-tensor", choices=("per-tensor", "per-token"),
+                   help="dynamic: one activation scale per call (torch.ao's) or one per token (row)")
     q.add_argument("--qat-steps", type=int, default=100, help="qat: fine-tuning steps")
     q.add_argument("--group-size", type=int, default=32, help="int4: input columns per (scale, zero) group")
     q.add_argument("--calib-batches", type=int, default=8,
@@ -87,7 +89,7 @@ def quantize_cmd(args: argparse.Namespace) -> int:
 
     loaded = open_model(args.model_dir, what="frontier compress quantize")
     if args.method == "dynamic":
-        q = quantize_dynamic(loaded.model, skip=args.skip)
+        q = quantize_dynamic(loaded.model, skip=args.skip, activation=args.activation.replace("-", "_"))
     elif args.method in ("static", "qat"):
         q = _static_or_qat(args, loaded)
     else:
@@ -96,7 +98,8 @@ def quantize_cmd(args: argparse.Namespace) -> int:
         calib = _calibration(loaded, args.calib_batches) if method == "gptq" else None
         q = quantize_weights(loaded.model, bits=bits, group_size=args.group_size if bits == 4 else None,
                              method=method, calib=calib, skip=args.skip)
-    return _finish(args, loaded, q, {"method": args.method})
+    return _finish(args, loaded, q, {"method": args.method} if args.method != "dynamic"
+                   else {"method": args.method, "activation": args.activation})
 
 
 def _static_or_qat(args: argparse.Namespace, loaded):

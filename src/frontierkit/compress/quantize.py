@@ -79,11 +79,23 @@ def _repack_after_load(module: nn.Module, _incompatible_keys: Any) -> None:
 
 # -- dynamic int8 -------------------------------------------------------------------------------------
 class DynamicInt8Linear(nn.Module):
-    """y = s_x s_w (q_x q_w^T) + b with int8 q_w per channel and uint8 q_x per call (FBGEMM int8 GEMM)."""
+    """y = s_x s_w (q_x q_w^T) + b with int8 q_w per channel and uint8 q_x per call (FBGEMM int8 GEMM).
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, reduce_range: bool = True):
+    ``activation="per_token"`` gives every token (row of x) its own scale: each row is first divided by
+    its max |x| (``s_t``), the FBGEMM kernel quantizes the unit-range rows with one shared grid, and the
+    int32-accumulated output is multiplied back by ``s_t``: q_x = round(x_t / (s_t Δ)) + z, i.e. a per-token
+    scale s_t Δ (LLM.int8() / SmoothQuant's "per-token dynamic" activations, Dettmers et al. 2022 §3,
+    Xiao et al. 2023 §2). A token with tiny activations then keeps its precision when another token of
+    the batch is large; at batch-1 decode both granularities are the same.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, reduce_range: bool = True,
+                 activation: str = "per_tensor"):
         super().__init__()
+        if activation not in ("per_tensor", "per_token"):
+            raise ConfigError(f"DynamicInt8Linear: activation={activation!r}; use 'per_tensor' or 'per_token'")
         self.in_features, self.out_features, self.reduce_range = in_features, out_features, reduce_range
+        self.activation = activation
         self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8))
         self.register_buffer("weight_scale", torch.ones(out_features))
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
@@ -91,15 +103,16 @@ class DynamicInt8Linear(nn.Module):
         self.register_load_state_dict_post_hook(_repack_after_load)
 
     @classmethod
-    def from_float(cls, linear: nn.Linear) -> "DynamicInt8Linear":
-        q = cls(linear.in_features, linear.out_features, linear.bias is not None)
+    def from_float(cls, linear: nn.Linear, activation: str = "per_tensor") -> "DynamicInt8Linear":
+        q = cls(linear.in_features, linear.out_features, linear.bias is not None, activation=activation)
         q.weight_int8, q.weight_scale = symmetric_int8(linear.weight.float())
         if linear.bias is not None:
             q.bias = linear.bias.detach().float().clone()
         return q.repack()
 
     def repack(self) -> "DynamicInt8Linear":
-        self._packed = _pack_fbgemm(self.weight_int8, self.weight_scale, self.bias)
+        bias = self.bias if self.activation == "per_tensor" else None   # per-token adds it after rescaling
+        self._packed = _pack_fbgemm(self.weight_int8, self.weight_scale, bias)
         return self
 
     def dequantized_weight(self) -> torch.Tensor:
@@ -108,11 +121,18 @@ class DynamicInt8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu":                      # FBGEMM is CPU-only: dequantized fallback elsewhere
             return F.linear(x, self.dequantized_weight().to(x), None if self.bias is None else self.bias.to(x))
-        y = torch.ops.quantized.linear_dynamic(x.float(), self._packed, self.reduce_range)  # (..., N)
+        if self.activation == "per_tensor":
+            y = torch.ops.quantized.linear_dynamic(x.float(), self._packed, self.reduce_range)  # (..., N)
+            return y.to(x.dtype)
+        s_t = x.float().abs().amax(-1, keepdim=True).clamp(min=1e-12)          # (..., 1) per-token scale
+        y = torch.ops.quantized.linear_dynamic(x.float() / s_t, self._packed, self.reduce_range) * s_t  # (..., N)
+        if self.bias is not None:
+            y = y + self.bias
         return y.to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel, dynamic"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel, "
+                f"dynamic {self.activation.replace('_', '-')} activations")
 
 
 class DynamicInt8LSTM(nn.Module):
@@ -172,9 +192,15 @@ class DynamicInt8LSTM(nn.Module):
 
 
 def quantize_dynamic(model: nn.Module, qconfig_spec: Iterable[type] = (nn.Linear, nn.LSTM),
-                     dtype: torch.dtype = torch.qint8, skip: Iterable[str] = ()) -> nn.Module:
+                     dtype: torch.dtype = torch.qint8, skip: Iterable[str] = (),
+                     activation: str = "per_tensor") -> nn.Module:
     """A copy of ``model`` with its Linear (and LSTM) layers as dynamic INT8 (the seed's
-    ``quantize_dynamic(model, {nn.Linear, nn.LSTM}, dtype=torch.qint8)``, on today's torch)."""
+    ``quantize_dynamic(model, {nn.Linear, nn.LSTM}, dtype=torch.qint8)``, on today's torch).
+
+    ``activation``: "per_tensor" (torch.ao's scheme, one scale per call) or "per_token" (one per row of
+    each Linear's input; LSTM gates keep per-call scales)."""
+    if activation not in ("per_tensor", "per_token"):
+        raise ConfigError(f"quantize_dynamic: activation={activation!r}; use 'per_tensor' or 'per_token'")
     if dtype != torch.qint8:
         raise ConfigError(f"quantize_dynamic: dtype={dtype} is not supported; use dtype=torch.qint8")
     types = tuple(qconfig_spec)
@@ -183,7 +209,7 @@ def quantize_dynamic(model: nn.Module, qconfig_spec: Iterable[type] = (nn.Linear
         raise ConfigError(f"quantize_dynamic: layer types {[t.__name__ for t in unknown]} are not supported; "
                           f"use {{nn.Linear, nn.LSTM}}")
     model = copy.deepcopy(model)
-    spec = {"name": "compress.dynamic_int8",
+    spec = {"name": "compress.dynamic_int8", "activation": activation,
             "linear": named_modules_of(model, (nn.Linear,), skip) if nn.Linear in types else [],
             "lstm": named_modules_of(model, (nn.LSTM,), skip) if nn.LSTM in types else []}
     return apply_dynamic_int8(model, spec)
@@ -193,7 +219,8 @@ def apply_dynamic_int8(model: nn.Module, spec: dict[str, Any]) -> nn.Module:
     """Registry transform ``compress.dynamic_int8``: swap the named layers for their INT8 versions."""
     with torch.no_grad():
         for name in spec.get("linear", []):
-            _set_module(model, name, DynamicInt8Linear.from_float(model.get_submodule(name)))
+            _set_module(model, name, DynamicInt8Linear.from_float(model.get_submodule(name),
+                                                                  spec.get("activation", "per_tensor")))
         for name in spec.get("lstm", []):
             _set_module(model, name, DynamicInt8LSTM(model.get_submodule(name)))
     return record_transform(model, spec)
