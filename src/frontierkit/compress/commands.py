@@ -34,6 +34,10 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     r.add_argument("--amount", type=float, default=0.3, help="fraction of prunable weights (or channels) removed")
     r.add_argument("--scope", default="global", choices=("global", "layer"), help="unstructured: threshold scope")
     r.add_argument("--structured", action="store_true", help="remove whole channels/neurons: a smaller model")
+    r.add_argument("--heads", action="store_true",
+                   help="remove attention heads (whole GQA groups) by Michel et al. importance on calibration "
+                        "text: a smaller LLM (--amount = fraction of K/V groups)")
+    r.add_argument("--calib-batches", type=int, default=8, help="--heads: calibration windows for importance")
     r.add_argument("--finetune-steps", type=int, default=0, help="fine-tune steps after pruning (classifiers)")
     r.set_defaults(func=prune_cmd)
 
@@ -126,6 +130,8 @@ def prune_cmd(args: argparse.Namespace) -> int:
     if not 0 <= args.amount < 1:
         raise ConfigError(f"--amount {args.amount} is invalid: a fraction in [0, 1)")
     loaded = open_model(args.model_dir, what="frontier compress prune")
+    if args.heads:
+        return _prune_heads(args, loaded)
     if args.structured:
         model = prune_channels(loaded.model, args.amount)
     else:
@@ -138,6 +144,22 @@ def prune_cmd(args: argparse.Namespace) -> int:
     if not args.structured:
         model = make_permanent(model)
     return _finish(args, loaded, model, {"sparsity": round(sparsity(model)["total"], 4)})
+
+
+def _prune_heads(args: argparse.Namespace, loaded) -> int:
+    """Head pruning of an LLM: importance from next-token loss on pycorpus calibration windows."""
+    import torch.nn.functional as F
+
+    from ..errors import ConfigError
+    from .heads import attention_modules, head_importance, prune_heads
+    if "lm" not in loaded.kind.tags:
+        raise ConfigError(f"--heads needs a language model; {args.model_dir} holds a {loaded.kind.name} model")
+    if args.calib_batches < 1:
+        raise ConfigError(f"--calib-batches {args.calib_batches} is invalid: at least 1")
+    loss = lambda m, ids: F.cross_entropy(m(ids[:, :-1]).flatten(0, 1), ids[:, 1:].flatten())  # noqa: E731
+    calib = _calibration(loaded, args.calib_batches)
+    model = prune_heads(loaded.model, args.amount, head_importance(loaded.model, calib, loss))
+    return _finish(args, loaded, model, {"heads": sum(m.n_heads for m in attention_modules(model).values())})
 
 
 def distill_cmd(args: argparse.Namespace) -> int:

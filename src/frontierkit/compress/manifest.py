@@ -12,5 +12,6 @@ MANIFEST = Manifest(
                 "compress.static_int8": "frontierkit.compress.static:apply_static_int8",
                 "compress.weight_only": "frontierkit.compress.gptq:apply_weight_only",
                 "compress.prune_mask": "frontierkit.compress.prune:apply_masks",
-                "compress.channels": "frontierkit.compress.structured:apply_channels"},
+                "compress.channels": "frontierkit.compress.structured:apply_channels",
+                "compress.heads": "frontierkit.compress.heads:apply_heads"},
 )

@@ -185,10 +185,11 @@ class Transformer(nn.Module):
             nn.init.normal_(down.weight, 0.0, out_std)
 
     def new_cache(self, batch: int, max_len: int, dtype: torch.dtype | None = None) -> list[KVCache]:
-        """Pre-allocated per-layer KV caches (n_kv_heads heads; window slots if sliding)."""
+        """Pre-allocated per-layer KV caches (each layer's n_kv_heads heads: head pruning may leave layers
+        with fewer; window slots if sliding)."""
         cfg, p = self.cfg, self.tok_emb.weight
-        return [KVCache(batch, cfg.n_kv_heads, cfg.head_dim, max_len, cfg.sliding_window,
-                        dtype=dtype or p.dtype, device=p.device) for _ in range(cfg.n_layers)]
+        return [KVCache(batch, layer.attn.n_kv_heads, cfg.head_dim, max_len, cfg.sliding_window,
+                        dtype=dtype or p.dtype, device=p.device) for layer in self.layers]
 
     def forward(self, idx: torch.Tensor | None, positions: torch.Tensor | None = None,
                 valid: torch.Tensor | None = None, cache: list[KVCache] | None = None,
