@@ -27,7 +27,7 @@ export XDG_CACHE_HOME := $(CACHE)/xdg
 export MUJOCO_GL := egl
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo demo-quick test test-fast test-cpus install install-dev clean
+.PHONY: demo demo-quick test test-fast test-cpus install install-dev flower-venv clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -44,13 +44,22 @@ $(VENV)/.stamp-dev: pyproject.toml constraints/cpu.txt $(VENV)/.stamp-base
 install: $(VENV)/.stamp-base
 install-dev: $(VENV)/.stamp-dev
 
+# Flower (flwr) pins older protobuf/fastapi than the rest of the kit: it gets its own environment,
+# used by `frontier privacy federated --transport flower` and its test (tests/privacy/test_privacy_flower.py).
+FLWR_VENV := .venv-flwr
+$(FLWR_VENV)/.stamp: pyproject.toml constraints/cpu.txt
+	$(PY) -m venv $(FLWR_VENV)
+	$(FLWR_VENV)/bin/pip install -q --disable-pip-version-check -c constraints/cpu.txt torch==2.13.0 -e '.[flower]'
+	@touch $@
+flower-venv: $(FLWR_VENV)/.stamp
+
 demo: $(VENV)/.stamp-base
 	$(BIN)/frontier tour --out runs/tour
 
 demo-quick: $(VENV)/.stamp-base
 	$(BIN)/frontier tour --quick --out runs/tour-quick
 
-test: $(VENV)/.stamp-dev
+test: $(VENV)/.stamp-dev $(FLWR_VENV)/.stamp
 	$(BIN)/python -m pytest
 
 test-fast: $(VENV)/.stamp-dev
@@ -70,4 +79,4 @@ test-cpus: $(VENV)/.stamp-dev
 	if [ -n "$$failed" ]; then echo "test-cpus: failed under ATEN_CPU_CAPABILITY:$$failed"; exit 1; fi
 
 clean:
-	rm -rf runs .cache .pytest_cache
+	rm -rf runs .cache .pytest_cache $(FLWR_VENV)

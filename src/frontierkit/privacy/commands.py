@@ -97,17 +97,24 @@ def federated_cmd(args: argparse.Namespace) -> int:
     torch.manual_seed(cfg.fl.seed)
     model = build_model(cfg.model, width=cfg.width)
     try:
-        model, history = federated_train(model, x, y, cfg.fl, aggregate=aggregate,
-                                         evaluate=lambda m: accuracy(m, xt, yt))
+        if cfg.transport == "flower":
+            from .flower import federated_over_flower
+            history = federated_over_flower(cfg, model, run.out / "flower-logs", evaluate=lambda m: accuracy(m, xt, yt))
+        else:
+            model, history = federated_train(model, x, y, cfg.fl, aggregate=aggregate,
+                                             evaluate=lambda m: accuracy(m, xt, yt))
         for h in history:
             run.tracker.log_metrics({"test_acc": h["test_acc"]}, h["round"])
     finally:
         run.tracker.close()
     (run.out / "federated.json").write_text(json.dumps(history, indent=2))
+    from ..models import save
+    save(model, run.out / "model", run={"fl": cfg.fl.__dict__, "transport": cfg.transport})
     if not run.quiet:
         print("round  test_acc\n" + "\n".join(f"{h['round']:5d}  {h['test_acc']:.3f}" for h in history))
     print(json.dumps({"algorithm": cfg.fl.algorithm, "partition": cfg.fl.partition, "aggregation": cfg.aggregation,
-                      "rounds": cfg.fl.rounds, "test_acc": history[-1]["test_acc"]}))
+                      "transport": cfg.transport, "rounds": cfg.fl.rounds, "test_acc": history[-1]["test_acc"],
+                      "model_dir": str(run.out / "model")}))
     return 0
 
 

@@ -143,6 +143,13 @@ class FLRunConfig:
     """client model (frontierkit.vision)"""
     width: int = 16
     """model width"""
+    transport: Literal["simulate", "flower"] = "simulate"
+    """simulate: every client in this process; flower: one process per client, talking gRPC through Flower
+    (needs the flwr environment: make flower-venv)"""
+
+    def __post_init__(self) -> None:
+        require(not (self.transport == "flower" and self.aggregation == "ckks"), "aggregation", self.aggregation,
+                "plain or masked with transport = 'flower' (CKKS aggregation runs in the simulator)")
 
 
 def partition(labels: torch.Tensor, cfg: FLConfig) -> list[torch.Tensor]:
@@ -153,6 +160,17 @@ def partition(labels: torch.Tensor, cfg: FLConfig) -> list[torch.Tensor]:
     return label_split(labels, cfg.clients, cfg.labels_per_client, cfg.seed)
 
 
+def choose_clients(rng: np.random.Generator, cfg: FLConfig) -> list[int]:
+    """This round's max(1, C·K) clients, sorted (McMahan 2017, Alg. 1 "S_t = random set of m clients")."""
+    m = max(1, round(cfg.fraction * cfg.clients))
+    return sorted(rng.choice(cfg.clients, size=m, replace=False).tolist())
+
+
+def client_seed(cfg: FLConfig, r: int, k: int) -> int:
+    """The seed of client k's minibatch order in round r (the same in the simulator and over Flower)."""
+    return cfg.seed * 7919 + r * 101 + k
+
+
 def federated_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: FLConfig, *,
                     aggregate: Aggregator | None = None,
                     evaluate: Callable[[nn.Module], float] | None = None) -> tuple[nn.Module, list[dict]]:
@@ -160,16 +178,15 @@ def federated_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: FLC
     aggregate = aggregate or (lambda states, sizes, r: weighted_average(states, sizes))
     parts = partition(y, cfg)
     rng = np.random.default_rng(cfg.seed)
-    m = max(1, round(cfg.fraction * cfg.clients))
     mu = cfg.mu if cfg.algorithm == "fedprox" else 0.0
     history = []
     for r in range(cfg.rounds):
-        chosen = sorted(rng.choice(cfg.clients, size=m, replace=False).tolist())
+        chosen = choose_clients(rng, cfg)
         states, sizes = [], []
         for k in chosen:
             client = copy.deepcopy(model)
             states.append(local_update(client, x[parts[k]], y[parts[k]], epochs=cfg.local_epochs,
-                                       batch_size=cfg.batch_size, lr=cfg.lr, mu=mu, seed=cfg.seed * 7919 + r * 101 + k))
+                                       batch_size=cfg.batch_size, lr=cfg.lr, mu=mu, seed=client_seed(cfg, r, k)))
             sizes.append(float(len(parts[k])))
         model.load_state_dict(aggregate(states, sizes, r))
         history.append({"round": r + 1, "clients": len(chosen),
