@@ -9,6 +9,7 @@ import json
 def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     from ..command import add_run_args
     from .dp import DPRunConfig
+    from .dp_lm import DPLMRunConfig
     from .federated import FLRunConfig
 
     p = sub.add_parser(area, help=text, description=text)
@@ -26,6 +27,11 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
                    help="architecture (mlp, cnn, resnet, vit) or a classifier folder to fine-tune privately")
     add_run_args(t, DPRunConfig, "privacy-dp")
     t.set_defaults(func=dp_train_cmd)
+    lm = cmds.add_parser("dp-lm", help="DP-SGD fine-tuning of a kit language model on pycorpus windows")
+    lm.add_argument("--model", dest="lm_dir", required=True, metavar="DIR",
+                    help="a saved LM (run or model folder with its tokenizer.json)")
+    add_run_args(lm, DPLMRunConfig, "privacy-dp-lm")
+    lm.set_defaults(func=dp_lm_cmd)
     f = cmds.add_parser("federated", aliases=["fl"], help="FedAvg / FedProx over non-IID digits clients")
     add_run_args(f, FLRunConfig, "privacy-fl")
     f.set_defaults(func=federated_cmd)
@@ -74,6 +80,23 @@ def dp_train_cmd(args: argparse.Namespace) -> int:
     finally:
         run.tracker.close()
     print(json.dumps({**record, "model": cfg.model.name, "model_dir": str(run.out / "model")}))
+    return 0
+
+
+def dp_lm_cmd(args: argparse.Namespace) -> int:
+    from ..command import build_config, start_run
+    from ..models import open_model
+    from .dp_lm import dp_finetune_lm
+
+    loaded = open_model(args.lm_dir, tags="lm", what="frontier privacy dp-lm")
+    cfg = build_config(args)
+    run = start_run(args, cfg)
+    try:
+        record = dp_finetune_lm(cfg, loaded.model, loaded.path, run.out, model_config=loaded.config,
+                                tracker=run.tracker, quiet=run.quiet)
+    finally:
+        run.tracker.close()
+    print(json.dumps({**record, "model_dir": str(run.out / "model")}))
     return 0
 
 
