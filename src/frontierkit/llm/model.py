@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import nn
 
 from ..config import ConfigError, require
-from ..nn import Attention, GeluMLP, KVCache, RopeConfig, RotaryEmbedding, SwiGLU, make_norm
+from ..nn import Attention, GeluMLP, KVCache, LayerCache, RopeConfig, RotaryEmbedding, SwiGLU, make_norm
 
 Family = Literal["gpt2", "llama", "mistral", "qwen2"]
 
@@ -127,6 +127,11 @@ def config_from_name(name: str, **overrides: Any) -> TransformerConfig:
     return TransformerConfig(**{**PRESETS[name], **overrides})
 
 
+def _tracing() -> bool:
+    """True under torch.export / torch.compile / jit tracing (ONNX export): skip data-dependent checks."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
 class Block(nn.Module):
     """Pre-norm residual block: x + Attn(Norm(x)), then x + MLP(Norm(x)) (GPT-2 §2.3, LLaMA §2.2)."""
 
@@ -142,7 +147,7 @@ class Block(nn.Module):
             self.mlp = GeluMLP(cfg.d_model, cfg.d_ff, bias=cfg.mlp_bias, approximate=cfg.gelu_approximate)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor | None, sin: torch.Tensor | None,
-                cache: KVCache | None, valid: torch.Tensor | None) -> torch.Tensor:
+                cache: LayerCache | None, valid: torch.Tensor | None) -> torch.Tensor:
         x = x + self.attn(self.attn_norm(x), cos, sin, cache, valid)           # (B, T, C)
         return x + self.mlp(self.mlp_norm(x))                                  # (B, T, C)
 
@@ -192,10 +197,11 @@ class Transformer(nn.Module):
                         dtype=dtype or p.dtype, device=p.device) for layer in self.layers]
 
     def forward(self, idx: torch.Tensor | None, positions: torch.Tensor | None = None,
-                valid: torch.Tensor | None = None, cache: list[KVCache] | None = None,
+                valid: torch.Tensor | None = None, cache: Sequence[LayerCache] | None = None,
                 inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
         """idx (B, T), or ``inputs_embeds`` (B, T, C) instead (LLaVA's spliced image tokens); positions
-        (B, T) (default: after the cache); valid (B, T) False on padding."""
+        (B, T) (default: after the cache, which needs a ``length``); valid (B, T) False on padding;
+        ``cache``: one ``LayerCache`` per layer (``new_cache``'s contiguous ones, or a paged cache)."""
         x = self.tok_emb(idx) if inputs_embeds is None else inputs_embeds      # (B, T, C)
         b, t = x.shape[:2]
         if positions is None:
@@ -203,7 +209,7 @@ class Transformer(nn.Module):
             positions = torch.arange(start, start + t, device=x.device).expand(b, t)     # (B, T)
         cos = sin = None
         if self.pos_emb is not None:
-            if int(positions.max()) >= self.cfg.max_seq_len:
+            if not _tracing() and int(positions.max()) >= self.cfg.max_seq_len:
                 raise ValueError(f"position {int(positions.max())} exceeds model.max_seq_len="
                                  f"{self.cfg.max_seq_len} of the learned position table")
             x = x + self.pos_emb(positions)                                    # (B, T, C)

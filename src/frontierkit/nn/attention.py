@@ -11,6 +11,8 @@ All kernels go through ``torch.nn.functional.scaled_dot_product_attention``.
 """
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -21,7 +23,7 @@ from .rope import apply_rope
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
          causal: bool = False) -> torch.Tensor:
     """softmax(q k^T / sqrt(d) + mask) v, Vaswani et al. eq. (1); GQA heads broadcast, never copied."""
-    gqa = q.shape[-3] != k.shape[-3]
+    gqa = bool(q.shape[-3] != k.shape[-3])                                     # a constant when traced
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=gqa)
 
 
@@ -95,6 +97,17 @@ def self_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: in
     return attention(q, k, v, key_valid, causal=True)
 
 
+class LayerCache(Protocol):
+    """What ``Attention`` needs from one layer's cache: store the new keys/values and attend to all of them.
+
+    ``KVCache`` (contiguous) implements it; so can a paged cache (Kwon et al. 2023, PagedAttention: keys
+    in fixed-size blocks found through a per-sequence block table), which plugs in without the model
+    knowing its layout. q (B, H, t, D), k/v (B, Hkv, t, D), valid (B, t) or None -> (B, H, t, D)."""
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor | None,
+               window: int | None) -> torch.Tensor: ...
+
+
 class KVCache:
     """Pre-allocated keys/values of one layer: (B, Hkv, S, D) with S = max_len, or S = window as a
     rolling buffer (slot = position mod window). ``valid`` marks real (non-padding) tokens."""
@@ -137,6 +150,11 @@ class KVCache:
         n = min(self.length, self.size)
         return self.k[:, :, :n], self.v[:, :, :n], self.valid[:, :n]
 
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor | None,
+               window: int | None) -> torch.Tensor:
+        """``LayerCache``: store k/v and attend to the whole cache (see ``cached_attention``)."""
+        return cached_attention(q, k, v, valid, self, window)
+
 
 def cached_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor | None,
                      cache: KVCache, window: int | None) -> torch.Tensor:
@@ -176,7 +194,7 @@ class Attention(nn.Module):
         self.out = nn.Linear(n_heads * head_dim, dim, bias=out_bias)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor | None = None, sin: torch.Tensor | None = None,
-                cache: KVCache | None = None, valid: torch.Tensor | None = None) -> torch.Tensor:
+                cache: LayerCache | None = None, valid: torch.Tensor | None = None) -> torch.Tensor:
         b, t, _ = x.shape
         h, hk, d = self.n_heads, self.n_kv_heads, self.head_dim
         q, k, v = self.qkv(x).split([h * d, hk * d, hk * d], dim=-1)
@@ -186,7 +204,7 @@ class Attention(nn.Module):
         if cos is not None:
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
-            y = cached_attention(q, k, v, valid, cache, self.window)
+            y = cache.attend(q, k, v, valid, self.window)
         else:
             y = self_attention(q, k, v, self.window, valid)
         return self.out(y.transpose(1, 2).reshape(b, t, h * d))              # (B, T, C)
