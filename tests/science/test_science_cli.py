@@ -1,0 +1,35 @@
+"""`frontier science ...`: bad input is one line, not a traceback; eval reads a saved model through the registry."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from frontierkit.cli import main
+
+
+def test_science_train_fno_refuses_a_bad_resolution(capsys):
+    """--data.s outside the solver's grids -> a one-line ConfigError naming the field."""
+    assert main(["science", "train", "fno", "--data.s", "100", "--print-config"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.s=100" in err[0]
+
+
+def test_science_train_fno_darcy_needs_2d_modes(capsys):
+    assert main(["science", "train", "fno", "--data.problem", "darcy", "--print-config"]) != 0
+    assert "--model.n_modes [12,12]" in capsys.readouterr().err
+
+
+def test_science_eval_fno_reads_the_registry(tmp_path, monkeypatch, capsys):
+    """A saved FNO with its run config evaluates on its data at the training and finer resolutions."""
+    from frontierkit import models
+    from frontierkit.science import FNO
+    monkeypatch.setenv("FRONTIERKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("frontierkit.science.train.SOLVE_RES", {"burgers": 64, "darcy": 85})
+    torch.manual_seed(0)
+    model = FNO(n_modes=(8,), hidden_channels=4, n_layers=1)
+    run = {"data": {"problem": "burgers", "n_train": 4, "n_test": 2, "s": 64}}
+    models.save(model, tmp_path / "m", run=run)
+    assert main(["science", "eval", "fno", "--model", str(tmp_path / "m")]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(out) == {"rel_l2@64"} and out["rel_l2@64"] > 0
