@@ -70,5 +70,5 @@ def test_version_and_unknown_top_level_flags():
     assert v.returncode == 0 and v.stdout.strip() == f"frontierkit {__version__}"
     bad = run("--frobnicate")
     assert bad.returncode == 2 and "unrecognised arguments: --frobnicate" in bad.stderr
-    sub = run("vision", "eval", "--model", "x", "--bogus", "1")
+    sub = run("data", "info", "--bogus", "1")
     assert sub.returncode == 2 and "unrecognised arguments: --bogus 1" in sub.stderr and "Traceback" not in sub.stderr

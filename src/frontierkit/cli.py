@@ -7,16 +7,35 @@ import sys
 
 from . import __version__
 from .areas import manifests, resolve
-from .command import print_config, split_overrides
+from .command import discard_empty_runs, print_config, split_overrides
 from .errors import USER_ERRORS
 from .track import close_open_trackers
+
+
+class FrontierParser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``frontier llm generate: error: argument --max-new-tokens: -3 is
+    invalid: an integer in [1, 1000000] (see frontier llm generate --help)``; subparsers inherit it."""
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]):  # type: ignore[override]
+        if action.nargs is None and arg_strings == ["--"]:    # argparse would turn ``--opt=--`` into []
+            allowed = getattr(action.type, "allowed", None) or (
+                f"one of {', '.join(map(str, action.choices))}" if action.choices else "a value")
+            self.error(f"argument {'/'.join(action.option_strings)}: '--' is invalid: {allowed}")
+        return super()._get_values(action, arg_strings)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        message = " ".join(message.split())
+        if message.startswith("argument --") and " is invalid: " in message:   # "--n 0 is invalid: ..."
+            opt, _, rest = message[len("argument "):].partition(": ")
+            message = f"{opt.split('/')[0]} {rest}"
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """One subcommand per area manifest that has commands, then ``tour``."""
     from . import tour
 
-    parser = argparse.ArgumentParser(prog="frontier", description="frontierkit: frontier AI techniques, "
+    parser = FrontierParser(prog="frontier", description="frontierkit: frontier AI techniques, "
                                      "each implemented once and proven against the reference library.")
     parser.add_argument("--version", action="version", version=f"frontierkit {__version__}")
     sub = parser.add_subparsers(dest="area", metavar="AREA")
@@ -30,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
+    try:
+        args, rest = parser.parse_known_args(argv)
+    except SystemExit as e:                      # --help, --version, or a one-line usage error
+        return e.code if isinstance(e.code, int) else 2
     if rest and not getattr(args, "accepts_overrides", False):
         print(f"frontier: error: unrecognised arguments: {' '.join(rest)} (see frontier "
               f"{args.area + ' ' if args.area else ''}--help)", file=sys.stderr)
@@ -48,17 +70,34 @@ def main(argv: list[str] | None = None) -> int:
         result = args.func(args)
     except USER_ERRORS as e:
         close_open_trackers("FAILED")
-        print(f"frontier: error: {e}", file=sys.stderr)
+        discard_empty_runs()                     # a refused run leaves no empty run folder behind
+        if os.environ.get("RANK", "0") == "0":   # under torchrun every rank refuses: one line, from rank 0
+            print(f"frontier: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:              # Ctrl-C / SIGTERM (training saved a checkpoint: errors.Interrupted)
         close_open_trackers("KILLED")
-        print("frontier: interrupted", file=sys.stderr)
-        return 130
+        print(f"frontier: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
+        return 128 + getattr(e, "signum", 2)
+    except OSError as e:                         # disk full, permission denied, a file where a folder goes
+        close_open_trackers("FAILED")
+        print(f"frontier: error: {_os_error(e)}", file=sys.stderr)
+        return 2
     except BaseException:
         close_open_trackers("FAILED")
         raise
     close_open_trackers("FINISHED")
     return int(result or 0)
+
+
+def _os_error(e: OSError) -> str:
+    """One line for an operating-system error: what failed, on which path, and the usual fix."""
+    import errno
+    where = f" ({e.filename!r})" if e.filename else ""
+    hint = {errno.ENOSPC: "; free disk space (the previous checkpoint is intact) and rerun to resume",
+            errno.EACCES: "; check the folder's permissions", errno.EROFS: "; the file system is read-only",
+            errno.ENOTDIR: "; a file is in the way of a folder", errno.EEXIST: "; a file is in the way"
+            }.get(e.errno or 0, "")
+    return f"{e.strerror or e}{where}{hint}"
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from types import ModuleType
 
 from .config import ConfigError
 
-__all__ = ["FrontierError", "ConfigError", "CheckpointError", "DataError", "MissingExtraError",
+__all__ = ["FrontierError", "ConfigError", "CheckpointError", "DataError", "Interrupted", "MissingExtraError", "PeerLost",
            "TrainingDiverged", "require_extra"]
 
 
@@ -28,6 +28,19 @@ class MissingExtraError(FrontierError, ImportError):
 
 class TrainingDiverged(FrontierError):
     """The loss became NaN/inf; the last good checkpoint is left intact."""
+
+
+class PeerLost(FrontierError):
+    """A collective failed under torchrun (another rank died or hung past the timeout); resume by rerunning."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by SIGINT (Ctrl-C) or SIGTERM after saving a final checkpoint; the CLI exits
+    128 + signum (130, 143) and a rerun of the same command resumes."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
 
 
 def require_extra(module: str, extra: str) -> ModuleType:

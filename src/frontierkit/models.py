@@ -30,7 +30,7 @@ from .areas import ModelKind, model_kinds, model_transforms, resolve
 from .errors import CheckpointError
 from .train import checkpoint as ckpt
 
-__all__ = ["Loaded", "build", "load", "open_model", "save", "kind_of", "model_dir", "kinds", "TRANSFORMS_ATTR"]
+__all__ = ["Loaded", "build", "check_folder", "load", "open_model", "save", "kind_of", "model_dir", "kinds", "TRANSFORMS_ATTR"]
 
 TRANSFORMS_ATTR = "frontier_transforms"
 """module attribute: the transforms applied to a kit model, in order (saved to config.json)"""
@@ -75,7 +75,7 @@ def _kind_of_meta(meta: dict[str, Any], path: Path, prefer: set[str] = frozenset
     known = model_kinds()
     name = meta.get("kind")
     if name is not None:
-        if name not in known:
+        if not isinstance(name, str) or name not in known:
             raise CheckpointError(f"{path}/{ckpt.CONFIG_FILE} says kind={name!r}, which this install does not "
                                   f"know (known kinds: {', '.join(known)}); is an area package missing?")
         return known[name]
@@ -125,7 +125,12 @@ def _build_and_load(kind: ModelKind, path: Path, meta: dict[str, Any]) -> nn.Mod
         if kind.load_foreign:
             return resolve(kind.load_foreign)(path, meta)
         raise CheckpointError(f"{path}/{ckpt.CONFIG_FILE} has no 'model' section; the checkpoint is incomplete")
-    model = resolve(kind.build)(config)
+    try:
+        model = resolve(kind.build)(config)
+    except (TypeError, ValueError, KeyError) as e:      # ConfigError included: a hand-edited or foreign config
+        raise CheckpointError(f"{path}/{ckpt.CONFIG_FILE} does not describe a valid {kind.name!r} model "
+                              f"({str(e).splitlines()[0][:200] if str(e) else type(e).__name__}); the folder is "
+                              f"corrupt or was written for another model kind") from None
     for spec in _transforms(meta, path):
         model = resolve(model_transforms()[spec["name"]])(model, spec)
     ckpt.load_into(model, path)
@@ -143,11 +148,10 @@ def _transforms(meta: dict[str, Any], path: Path) -> list[dict[str, Any]]:
     return specs
 
 
-def open_model(path: str | Path, kind: str | Iterable[str] | None = None,
-               tags: str | Iterable[str] | None = None, what: str = "this command") -> Loaded:
-    """Load the model under ``path`` in eval mode; ``kind``/``tags`` restrict what is accepted.
-
-    A model of another kind is refused with a message naming both (``what`` names the caller)."""
+def check_folder(path: str | Path, kind: str | Iterable[str] | None = None,
+                 tags: str | Iterable[str] | None = None, what: str = "this command") -> tuple[Path, dict[str, Any], ModelKind]:
+    """(model folder, config.json, kind) of ``path`` without reading weights; a folder of another kind
+    is refused naming both ("this folder holds a 'vision' model; frontier llm generate needs llm")."""
     path = model_dir(path)
     meta = ckpt.load_config_json(path)
     want_kinds, want_tags = _as_set(kind), _as_set(tags)
@@ -158,6 +162,15 @@ def open_model(path: str | Path, kind: str | Iterable[str] | None = None,
                    if (not want_kinds or n in want_kinds) and want_tags <= kk.tags]
         raise CheckpointError(f"{path} holds a {k.name!r} model ({k.description or k.name}); {what} needs "
                               f"{need} (kinds: {', '.join(fitting) or 'none installed'})")
+    return path, meta, k
+
+
+def open_model(path: str | Path, kind: str | Iterable[str] | None = None,
+               tags: str | Iterable[str] | None = None, what: str = "this command") -> Loaded:
+    """Load the model under ``path`` in eval mode; ``kind``/``tags`` restrict what is accepted.
+
+    A model of another kind is refused with a message naming both (``what`` names the caller)."""
+    path, meta, k = check_folder(path, kind, tags, what)
     model = _build_and_load(k, path, meta)
     return Loaded(model=model.eval(), kind=k, path=path, meta=meta)
 

@@ -70,7 +70,8 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     p = sub.add_parser(area, help=text, description=text)
     p.add_argument("areas", nargs="*", help=f"areas to run (default: all of {', '.join(available_sections())})")
     p.add_argument("--quick", action="store_true", help="the short tour (within 5 minutes on 2 cores)")
-    p.add_argument("--out", default="runs/tour", metavar="DIR", help="report folder (default runs/tour)")
+    from .argtypes import out_dir
+    p.add_argument("--out", default="runs/tour", metavar="DIR", type=out_dir(), help="report folder (default runs/tour)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .. import argtypes as at
+
 QUANT_METHODS = ("dynamic", "static", "qat", "int8", "int4-rtn", "int4-gptq", "int8-gptq")
 
 
@@ -22,37 +24,38 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
                    help="static: calibration range of each activation")
     q.add_argument("--activation", default="per-tensor", choices=("per-tensor", "per-token"),
                    help="dynamic: one activation scale per call (torch.ao's) or one per token (row)")
-    q.add_argument("--qat-steps", type=int, default=100, help="qat: fine-tuning steps")
-    q.add_argument("--group-size", type=int, default=32, help="int4: input columns per (scale, zero) group")
-    q.add_argument("--calib-batches", type=int, default=8,
+    q.add_argument("--qat-steps", type=at.integer(1, 1_000_000), default=100, help="qat: fine-tuning steps")
+    q.add_argument("--group-size", type=at.integer(1, 65_536), default=32, help="int4: input columns per (scale, zero) group")
+    q.add_argument("--calib-batches", type=at.integer(1, 100_000), default=8,
                    help="GPTQ / static / qat: calibration batches (8 windows / 64 images)")
     q.add_argument("--skip", nargs="*", default=[], metavar="NAME", help="module names left in full precision")
     q.set_defaults(func=quantize_cmd)
 
     r = cmds.add_parser("prune", help="unstructured magnitude pruning or structured channel pruning (+ fine-tune)")
     _common(r)
-    r.add_argument("--amount", type=float, default=0.3, help="fraction of prunable weights (or channels) removed")
+    r.add_argument("--amount", type=at.number(0, 1, hi_open=True), default=0.3, help="fraction of prunable weights (or channels) removed")
     r.add_argument("--scope", default="global", choices=("global", "layer"), help="unstructured: threshold scope")
     r.add_argument("--structured", action="store_true", help="remove whole channels/neurons: a smaller model")
     r.add_argument("--heads", action="store_true",
                    help="remove attention heads (whole GQA groups) by Michel et al. importance on calibration "
                         "text: a smaller LLM (--amount = fraction of K/V groups)")
-    r.add_argument("--calib-batches", type=int, default=8, help="--heads: calibration windows for importance")
-    r.add_argument("--finetune-steps", type=int, default=0, help="fine-tune steps after pruning (classifiers)")
+    r.add_argument("--calib-batches", type=at.integer(1, 100_000), default=8, help="--heads: calibration windows for importance")
+    r.add_argument("--finetune-steps", type=at.integer(0, 1_000_000), default=0, help="fine-tune steps after pruning (classifiers)")
     r.set_defaults(func=prune_cmd)
 
     d = cmds.add_parser("distill", help="train a smaller classifier from a teacher (Hinton et al. 2015)")
     _common(d)
-    d.add_argument("--width", type=int, default=16, help="student base width (the teacher's architecture)")
-    d.add_argument("--steps", type=int, default=600)
-    d.add_argument("--temperature", type=float, default=4.0)
-    d.add_argument("--alpha", type=float, default=0.5, help="weight of the soft (teacher) term")
+    d.add_argument("--width", type=at.integer(1, 4096), default=16, help="student base width (the teacher's architecture)")
+    d.add_argument("--steps", type=at.integer(1, 1_000_000), default=600)
+    d.add_argument("--temperature", type=at.number(0, 1000, lo_open=True), default=4.0)
+    d.add_argument("--alpha", type=at.number(0, 1), default=0.5, help="weight of the soft (teacher) term")
     d.set_defaults(func=distill_cmd)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", dest="model_dir", required=True, metavar="DIR", help="run or model folder")
-    p.add_argument("--out", required=True, metavar="DIR", help="where the compressed model is written")
+    p.add_argument("--model", dest="model_dir", required=True, metavar="DIR", help="run or model folder",
+                   type=at.model_folder(what=p.prog))
+    p.add_argument("--out", required=True, metavar="DIR", type=at.out_dir(), help="where the compressed model is written")
 
 
 def _finish(args: argparse.Namespace, loaded, compressed, rows_extra: dict | None = None) -> int:

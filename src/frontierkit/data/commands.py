@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import argtypes as at
+
 
 def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     p = sub.add_parser(area, help=text, description=text)
@@ -11,13 +13,13 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     i = cmds.add_parser("info", help="sizes of pycorpus, digits and shapes")
     i.set_defaults(func=_info)
     t = cmds.add_parser("tokenizer", help="train (or load the cached) byte-level BPE on pycorpus and show a sample")
-    t.add_argument("--vocab-size", type=int, default=1024)
-    t.add_argument("--text", default="def forward(self, x):\n    return self.proj(x)")
+    t.add_argument("--vocab-size", type=at.integer(257, 65_536), default=1024)
+    t.add_argument("--text", type=at.text(), default="def forward(self, x):\n    return self.proj(x)")
     t.set_defaults(func=_tokenizer)
     s = cmds.add_parser("shapes", help="render a grid of synthetic shapes with captions to a PNG")
-    s.add_argument("--n", type=int, default=16)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", default="runs/shapes.png")
+    s.add_argument("--n", type=at.integer(1, 1024), default=16)
+    s.add_argument("--seed", type=at.seed(), default=0)
+    s.add_argument("--out", type=at.out_file((".png", ".pdf", ".svg", ".jpg")), default="runs/shapes.png")
     s.set_defaults(func=_shapes)
 
 

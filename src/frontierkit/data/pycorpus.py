@@ -112,6 +112,16 @@ def _atomic_target(path: Path):
             os.unlink(tmp)
 
 
+def _read_utf8(f: Path) -> str:
+    """A file's text, refusing invalid UTF-8 (replacing it would train on garbage without a word)."""
+    data = f.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"--data file {str(f)!r} is not valid UTF-8 (byte {e.start}: {data[e.start:e.start + 4]!r}); "
+                        f"convert it (e.g. iconv -f latin1 -t utf-8) or remove it from the folder") from None
+
+
 def load_text_path(path: str | Path, max_chars: int | None = None) -> str:
     """Text of a file, or of every ``*.py``/``*.txt``/``*.md`` file under a folder (sorted)."""
     path = Path(path)
@@ -123,7 +133,7 @@ def load_text_path(path: str | Path, max_chars: int | None = None) -> str:
         raise DataError(f"--data {str(path)!r} does not exist; pass a text file or a folder of text files")
     if not files:
         raise DataError(f"--data {str(path)!r} holds no .txt/.py/.md files")
-    text = SEP.join(f.read_text(encoding="utf-8", errors="replace") for f in files)
+    text = SEP.join(_read_utf8(f) for f in files)
     if len(text) < 1000:
         raise DataError(f"--data {str(path)!r} holds only {len(text)} characters; need at least 1000")
     return text[:max_chars] if max_chars else text

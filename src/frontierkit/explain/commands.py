@@ -7,6 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .. import argtypes as at
+
 
 def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     p = sub.add_parser(area, help=text, description=text)
@@ -19,21 +21,51 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     s.add_argument("--explainer", default="auto", choices=("auto", "deep", "gradient", "kernel"),
                    help="deep (DeepLIFT rules, exact additivity), gradient (expected gradients, any "
                         "differentiable model), kernel (model-agnostic); auto: deep, else gradient with a note")
-    s.add_argument("--background", type=int, default=100, help="training images used as references")
-    s.add_argument("--nsamples", type=int, default=200,
+    s.add_argument("--background", type=at.integer(1, 100_000), default=100, help="training images used as references")
+    s.add_argument("--nsamples", type=at.integer(1, 1_000_000), default=200,
                    help="gradient: draws per input; kernel: coalitions per input (default 200)")
     s.set_defaults(func=shap_cmd)
     i = cmds.add_parser("ig", help="Integrated Gradients with the convergence delta")
-    i.add_argument("--steps", type=int, default=50, help="path points (Gauss-Legendre)")
+    i.add_argument("--steps", type=at.integer(1, 100_000), default=50, help="path points (Gauss-Legendre)")
     i.set_defaults(func=ig_cmd)
     for c in (g, s, i):
         c.add_argument("--model", required=True, metavar="DIR",
+                       type=at.model_folder(tags="classifier", what=c.prog),
                        help="run or model folder of any classifier kind (e.g. from `frontier vision train`)")
-        c.add_argument("--input", default="test:0-7", metavar="SPEC",
+        c.add_argument("--input", default="test:0-7", metavar="SPEC", type=input_spec,
                        help="images: SPLIT:I-J (rows of the model's dataset, e.g. test:0-7) or a .npy file "
                             "of shape (N, C, H, W) or (N, H, W)")
-        c.add_argument("--target", default="pred", help="class to explain: pred, label or an integer")
-        c.add_argument("--out", default="runs/explain", metavar="DIR", help="output folder")
+        c.add_argument("--target", default="pred", type=target_spec, help="class to explain: pred, label or an integer")
+        c.add_argument("--out", default="runs/explain", metavar="DIR", type=at.out_dir(), help="output folder")
+
+
+def _input_spec(spec: str) -> str:
+    """Parse-time check of --input: SPLIT:I-J with 0 <= I <= J, or an existing .npy file."""
+    import argparse
+    allowed = "SPLIT:I-J (train or test, 0 <= I <= J, e.g. test:0-7) or an existing .npy file"
+    if spec.endswith(".npy"):
+        if not at._is("is_file", Path(spec)):
+            raise argparse.ArgumentTypeError(f"{spec!r} is invalid: {allowed} (file not found)")
+        return spec
+    split, _, rows = spec.partition(":")
+    lo, _, hi = rows.partition("-")
+    ok = split in ("train", "test") and lo.isascii() and lo.isdigit() and (not hi or (hi.isascii() and hi.isdigit()))
+    if not ok or int(lo) > int(hi or lo) or int(hi or lo) > 10**9:
+        raise argparse.ArgumentTypeError(f"{spec[:60]!r} is invalid: {allowed}")
+    return spec
+
+
+def _target_spec(value: str) -> str:
+    """Parse-time check of --target: pred, label or a class index >= 0."""
+    import argparse
+    v = value.strip()
+    if v in ("pred", "label") or (v.isascii() and v.isdigit() and int(v) < 10**6):
+        return v
+    raise argparse.ArgumentTypeError(f"{value[:60]!r} is invalid: pred, label or a class index in [0, 999999]")
+
+
+input_spec = at.ArgType("spec", "SPLIT:I-J or a .npy file", _input_spec)
+target_spec = at.ArgType("spec", "pred, label or a class index", _target_spec)
 
 
 def load_inputs(loaded, spec: str):
@@ -46,7 +78,10 @@ def load_inputs(loaded, spec: str):
     if spec.endswith(".npy"):
         if not Path(spec).is_file():
             raise DataError(f"--input {spec!r} does not exist; pass a .npy file or SPLIT:I-J")
-        x = torch.as_tensor(np.load(spec, allow_pickle=False), dtype=torch.float32)
+        try:
+            x = torch.as_tensor(np.load(spec, allow_pickle=False), dtype=torch.float32)
+        except (ValueError, OSError, TypeError, EOFError) as e:
+            raise DataError(f"--input {spec!r} is not a readable numeric .npy array ({str(e)[:120]})") from None
         x = x[:, None] if x.ndim == 3 else x
         if x.ndim != 4:
             raise DataError(f"--input {spec!r} has shape {tuple(x.shape)}; expected (N, C, H, W) or (N, H, W)")
@@ -74,8 +109,16 @@ def _setup(args: argparse.Namespace):
     loaded = open_model(args.model, tags="classifier", what=f"frontier explain {args.explain_cmd}")
     model = loaded.model
     x, y = load_inputs(loaded, args.input)
-    with torch.no_grad():
-        pred = model(x).argmax(-1)
+    try:
+        with torch.no_grad():
+            logits = model(x)                                              # (N, classes)
+    except RuntimeError as e:
+        raise DataError(f"--input {args.input!r} has shape {tuple(x.shape)}, which this model cannot read "
+                        f"({str(e).splitlines()[0][:120]}); pass images of the model's input shape") from None
+    pred = logits.argmax(-1)
+    if args.target not in ("pred", "label") and not 0 <= int(args.target) < logits.shape[-1]:
+        raise DataError(f"--target {args.target} is invalid: this model has {logits.shape[-1]} classes "
+                        f"(0 to {logits.shape[-1] - 1})")
     if args.target == "pred":
         target = pred
     elif args.target == "label":

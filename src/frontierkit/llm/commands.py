@@ -7,39 +7,45 @@ import json
 
 
 def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
+    from .. import argtypes as at
     from ..command import add_run_args
     from .recipe import LLMRunConfig
 
     p = sub.add_parser(area, help=text, description=text)
     cmds = p.add_subparsers(dest="llm_cmd", metavar="CMD")
     t = cmds.add_parser("train", help="train a recipe (configs/llm/*.toml); final weights in <out>/model")
-    t.add_argument("--data", dest="data_path", metavar="PATH", default=None,
+    t.add_argument("--data", dest="data_path", metavar="PATH", default=None, type=at.text_source(),
                    help="train on this text file or folder instead of pycorpus (shorthand for --data.source)")
     add_run_args(t, LLMRunConfig, "llm")
     t.set_defaults(func=train_cmd)
 
     g = cmds.add_parser("generate", help="continue a prompt, streaming tokens to stdout")
     g.add_argument("--model", dest="model_dir", required=True, metavar="DIR",
+                   type=at.model_folder("llm", what="frontier llm generate"),
                    help="a run folder, its model/ folder, or a local Hugging Face model directory")
-    g.add_argument("--prompt", required=True, help="text to continue")
-    g.add_argument("--max-new-tokens", type=int, default=100)
-    g.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    g.add_argument("--top-k", type=int, default=None)
-    g.add_argument("--top-p", type=float, default=None)
-    g.add_argument("--repetition-penalty", type=float, default=1.0)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--prompt", required=True, type=at.text(), help="text to continue")
+    g.add_argument("--max-new-tokens", type=at.integer(1, 1_000_000), default=100,
+                   help="tokens to add; prompt + new tokens must fit the model's context (model.max_seq_len), "
+                        "else the command stops with a clear error before generating")
+    g.add_argument("--temperature", type=at.number(0, 100), default=0.8, help="0 = greedy")
+    g.add_argument("--top-k", type=at.integer(1, 10_000_000), default=None)
+    g.add_argument("--top-p", type=at.number(0, 1, lo_open=True), default=None)
+    g.add_argument("--repetition-penalty", type=at.number(0, 100, lo_open=True), default=1.0)
+    g.add_argument("--seed", type=at.seed(), default=0)
     g.set_defaults(func=generate_cmd)
 
     e = cmds.add_parser("eval", help="perplexity on held-out text (pycorpus val by default)")
-    e.add_argument("--model", dest="model_dir", required=True, metavar="DIR")
-    e.add_argument("--data", dest="data_path", metavar="PATH", default=None,
+    e.add_argument("--model", dest="model_dir", required=True, metavar="DIR",
+                   type=at.model_folder("llm", what="frontier llm eval"))
+    e.add_argument("--data", dest="data_path", metavar="PATH", default=None, type=at.text_source(),
                    help="held-out text file/folder instead of the pycorpus val split")
-    e.add_argument("--batches", type=int, default=16, help="held-out batches of 8 windows")
+    e.add_argument("--batches", type=at.integer(1, 100_000), default=16, help="held-out batches of 8 windows")
     e.set_defaults(func=eval_cmd)
 
     x = cmds.add_parser("export", help="write a trained model as a Hugging Face directory (transformers loads it)")
-    x.add_argument("--model", dest="model_dir", required=True, metavar="DIR")
-    x.add_argument("--out", required=True, metavar="DIR")
+    x.add_argument("--model", dest="model_dir", required=True, metavar="DIR",
+                   type=at.model_folder("llm", what="frontier llm export"))
+    x.add_argument("--out", required=True, metavar="DIR", type=at.out_dir())
     x.set_defaults(func=export_cmd)
 
 
@@ -78,6 +84,12 @@ def generate_cmd(args: argparse.Namespace) -> int:
     ids = tok.encode(args.prompt).ids
     if not ids:
         raise DataError("--prompt is empty after tokenisation; pass some text")
+    context = model.cfg.max_seq_len
+    if len(ids) + args.max_new_tokens > context:
+        raise DataError(f"--max-new-tokens {args.max_new_tokens} is invalid for this model: the {len(ids)}-token "
+                        f"prompt plus the new tokens must fit its {context}-token context (model.max_seq_len); "
+                        f"allowed: 1 to {max(context - len(ids), 0)}" + ("" if len(ids) < context else
+                                                                          "; shorten --prompt"))
     eos = tok.token_to_id("<|endoftext|>")
     out: list[int] = []
     printed = ""

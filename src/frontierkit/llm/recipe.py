@@ -147,4 +147,9 @@ def load_model(path: str | Path) -> tuple[Transformer, Any, dict[str, Any]]:
     if not tok_file.is_file():
         raise CheckpointError(f"{loaded.path} has no tokenizer.json; train with `frontier llm train` or copy the "
                               f"tokenizer next to the weights")
-    return loaded.model, Tokenizer.from_file(str(tok_file)), loaded.run
+    try:
+        tok = Tokenizer.from_file(str(tok_file))
+    except Exception as e:                     # truncated or hand-edited JSON: tokenizers raises a bare Exception
+        raise CheckpointError(f"{tok_file} is not a readable tokenizer ({str(e).splitlines()[0][:120]}); the folder "
+                              f"is corrupt: copy tokenizer.json again from the training run") from None
+    return loaded.model, tok, loaded.run

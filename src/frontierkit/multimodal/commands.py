@@ -6,6 +6,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
+    from .. import argtypes as at
     from ..command import add_run_args
     from .train import ClipRunConfig
     from .vqa import LlavaRunConfig
@@ -17,23 +18,51 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     add_run_args(t, ClipRunConfig, "clip")
     t.set_defaults(func=train_clip_cmd)
     z = cmds.add_parser("zero-shot", aliases=["zeroshot"], help="zero-shot accuracy of a CLIP by class prompts")
-    z.add_argument("--model", dest="model_dir", required=True, metavar="DIR", help="CLIP run/model or HF folder")
+    z.add_argument("--model", dest="model_dir", required=True, metavar="DIR", help="CLIP run/model or HF folder",
+                   type=at.model_folder("clip", what="frontier multimodal zero-shot"))
     z.add_argument("--split", default="held_out", choices=("train", "held_out"))
-    z.add_argument("--template", default="ensemble",
+    z.add_argument("--template", default="ensemble", type=at.ArgType("template", "ensemble or a template", _template),
                    help='"ensemble" (every caption of the class) or a template like "a photo of a {color} {shape}"')
     z.set_defaults(func=zero_shot_cmd)
     r = cmds.add_parser("retrieval", help="image<->text recall@1/5 of a CLIP on held-out combinations")
-    r.add_argument("--model", dest="model_dir", required=True, metavar="DIR")
-    r.add_argument("--n", type=int, default=256, help="pairs in the retrieval pool")
+    r.add_argument("--model", dest="model_dir", required=True, metavar="DIR",
+                   type=at.model_folder("clip", what="frontier multimodal retrieval"))
+    r.add_argument("--n", type=at.integer(2, 1_000_000), default=256, help="pairs in the retrieval pool")
     r.set_defaults(func=retrieval_cmd)
     L = cmds.add_parser("train-llava", help="LLaVA stages 0-2 on the shapes QA + text-only and no-stage-1 baselines")
     add_run_args(L, LlavaRunConfig, "llava")
     L.set_defaults(func=train_llava_cmd)
     a = cmds.add_parser("ask", help="ask a trained LLaVA a question about an image")
-    a.add_argument("--model", dest="model_dir", required=True, metavar="DIR", help="LLaVA run or model folder")
-    a.add_argument("--image", required=True, help="an image file (PNG of the model's size) or held_out:INDEX")
-    a.add_argument("--question", required=True, help='e.g. "what color is the shape?"')
+    a.add_argument("--model", dest="model_dir", required=True, metavar="DIR", help="LLaVA run or model folder",
+                   type=at.model_folder("llava", what="frontier multimodal ask"))
+    a.add_argument("--image", required=True, type=at.ArgType("spec", "an image file or held_out:INDEX", _image_spec),
+                   help="an image file (PNG of the model's size) or held_out:INDEX")
+    a.add_argument("--question", required=True, type=at.text(1000), help='e.g. "what color is the shape?"')
     a.set_defaults(func=ask_cmd)
+
+
+def _image_spec(value: str) -> str:
+    """Parse-time check of --image: SPLIT:INDEX (held_out or train, INDEX >= 0) or an existing file."""
+    from pathlib import Path
+
+    from .. import argtypes as at
+    split, sep, idx = value.partition(":")
+    if (sep and split in ("held_out", "train") and idx.isascii() and idx.isdigit()) or at._is("is_file", Path(value)):
+        return value
+    raise argparse.ArgumentTypeError(f"{value[:60]!r} is invalid: an existing PNG/JPG file or held_out:INDEX "
+                                     f"(INDEX an integer >= 0)")
+
+
+def _template(value: str) -> str:
+    """Parse-time check of --template: ``ensemble`` or text whose only fields are {color} and {shape}."""
+    try:
+        ok = bool(value.strip()) and (value == "ensemble" or bool(value.format(color="red", shape="circle")))
+    except (KeyError, IndexError, ValueError, AttributeError):
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"{value[:60]!r} is invalid: ensemble, or a template whose only fields are "
+                                         f"{{color}} and {{shape}}, e.g. 'a photo of a {{color}} {{shape}}'")
+    return value
 
 
 def _clip_data(loaded):
@@ -118,7 +147,11 @@ def load_image(spec: str, loaded, size: int):
     if not Path(spec).is_file():
         raise DataError(f"--image {spec!r} is not a file; pass a PNG/JPG or held_out:INDEX")
     import matplotlib.image as mpimg
-    img = torch.tensor(mpimg.imread(spec), dtype=torch.float32)
+    try:
+        img = torch.tensor(mpimg.imread(spec), dtype=torch.float32)
+    except Exception as e:                     # PIL's UnidentifiedImageError, SyntaxError, OSError, ValueError...
+        raise DataError(f"--image {spec!r} is not a readable PNG/JPG image ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:100] if str(e) else ''}); pass an image or held_out:INDEX") from None
     img = img / 255.0 if img.max() > 1 else img
     if img.ndim != 3 or img.shape[0] != size or img.shape[1] != size:
         raise DataError(f"--image {spec!r} is {tuple(img.shape)}; the model reads {size}x{size} RGB images")

@@ -7,6 +7,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
+    from .. import argtypes as at
     from ..command import add_run_args
     from .dp import DPRunConfig
     from .dp_lm import DPLMRunConfig
@@ -15,15 +16,16 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     p = sub.add_parser(area, help=text, description=text)
     cmds = p.add_subparsers(dest="privacy_cmd", metavar="CMD")
     a = cmds.add_parser("accountant", help="epsilon of (sigma, q, steps, delta), or the sigma for a target epsilon")
-    a.add_argument("--sigma", type=float, default=None, help="noise multiplier (gives epsilon)")
-    a.add_argument("--epsilon", type=float, default=None, help="target epsilon (gives the noise multiplier)")
-    a.add_argument("--sample-rate", type=float, required=True, help="Poisson sampling rate q = lot size / N")
-    a.add_argument("--steps", type=int, required=True, help="number of DP-SGD steps")
-    a.add_argument("--delta", type=float, default=1e-5)
+    a.add_argument("--sigma", type=at.number(0, 1e6, lo_open=True), default=None, help="noise multiplier (gives epsilon)")
+    a.add_argument("--epsilon", type=at.number(0, 1e6, lo_open=True), default=None, help="target epsilon (gives the noise multiplier)")
+    a.add_argument("--sample-rate", type=at.number(0, 1, lo_open=True), required=True, help="Poisson sampling rate q = lot size / N")
+    a.add_argument("--steps", type=at.integer(1, 100_000_000), required=True, help="number of DP-SGD steps")
+    a.add_argument("--delta", type=at.number(0, 1, lo_open=True, hi_open=True), default=1e-5)
     a.set_defaults(func=accountant_cmd)
     t = cmds.add_parser("dp-train",
                         help="DP-SGD (clip, noise, Poisson lots) on a classifier; stops at the epsilon budget")
     t.add_argument("--model", dest="model_name", default=None, metavar="NAME|DIR",
+                   type=at.model_or_name(("mlp", "cnn", "resnet", "vit"), kind="vision", what="frontier privacy dp-train"),
                    help="architecture (mlp, cnn, resnet, vit) or a classifier folder to fine-tune privately")
     add_run_args(t, DPRunConfig, "privacy-dp")
     t.set_defaults(func=dp_train_cmd)
@@ -36,10 +38,10 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     add_run_args(f, FLRunConfig, "privacy-fl")
     f.set_defaults(func=federated_cmd)
     h = cmds.add_parser("he-demo", aliases=["he-infer"], help="CKKS encrypted inference of a digits classifier")
-    h.add_argument("--hidden", type=int, default=16, help="hidden width of the x^2 MLP (0: logistic regression)")
-    h.add_argument("--preset", default=None,
+    h.add_argument("--hidden", type=at.integer(0, 1024), default=16, help="hidden width of the x^2 MLP (0: logistic regression)")
+    h.add_argument("--preset", default=None, choices=("depth1", "depth2", "depth3"),
                    help="CKKS preset: depth1, depth2, depth3 (default: the shallowest that fits)")
-    h.add_argument("--rows", type=int, default=5, help="test rows encrypted and classified")
+    h.add_argument("--rows", type=at.integer(1, 10_000), default=5, help="test rows encrypted and classified")
     h.set_defaults(func=he_cmd)
 
 

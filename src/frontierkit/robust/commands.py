@@ -8,6 +8,7 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
+    from .. import argtypes as at
     from ..command import add_run_args
     from .defenses import RobustRunConfig
 
@@ -15,40 +16,56 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     cmds = p.add_subparsers(dest="robust_cmd", metavar="CMD")
     a = cmds.add_parser("attack", help="adversarial examples for rows of the model's data; PNG + .npy + json")
     a.add_argument("--attack", default="pgd", choices=("fgsm", "pgd", "apgd"))
-    a.add_argument("--eps", type=float, default=0.1, help="perturbation budget in pixel units")
+    a.add_argument("--eps", type=at.number(0, 1e6), default=0.1, help="perturbation budget in pixel units")
     a.add_argument("--norm", default="linf", choices=("linf", "l2"), help="threat model (fgsm: linf only)")
-    a.add_argument("--steps", type=int, default=20, help="pgd/apgd iterations")
-    a.add_argument("--alpha", type=float, default=None, help="pgd step size (default 2.5*eps/steps)")
-    a.add_argument("--restarts", type=int, default=1, help="pgd/apgd random restarts (worst case kept)")
-    a.add_argument("--target", type=int, default=None, help="targeted attack towards this class (fgsm/pgd)")
-    a.add_argument("--n", type=int, default=8, help="number of rows attacked")
-    a.add_argument("--start", type=int, default=0, help="first row")
-    a.add_argument("--out", default="runs/robust-attack", metavar="DIR", help="output folder")
+    a.add_argument("--steps", type=at.integer(1, 1_000_000), default=20, help="pgd/apgd iterations")
+    a.add_argument("--alpha", type=at.number(0, 1e6, lo_open=True), default=None, help="pgd step size (default 2.5*eps/steps)")
+    a.add_argument("--restarts", type=at.integer(1, 10_000), default=1, help="pgd/apgd random restarts (worst case kept)")
+    a.add_argument("--target", type=at.integer(0, 1_000_000), default=None, help="targeted attack towards this class (fgsm/pgd)")
+    a.add_argument("--n", type=at.integer(1, 10_000_000), default=8, help="number of rows attacked")
+    a.add_argument("--start", type=at.integer(0, 10_000_000), default=0, help="first row")
+    a.add_argument("--out", type=at.out_dir(), default="runs/robust-attack", metavar="DIR", help="output folder")
     a.set_defaults(func=attack_cmd)
     e = cmds.add_parser("eval", help="robust accuracy table: clean / FGSM / PGD-20 / PGD-100 x restarts / APGD per eps")
-    e.add_argument("--eps-list", default="0,0.05,0.1,0.2,0.3", help="comma-separated L-inf budgets")
-    e.add_argument("--n", type=int, default=0, help="evaluate the first N rows (0: all)")
-    e.add_argument("--restarts", type=int, default=5, help="restarts of the long PGD")
-    e.add_argument("--long-steps", type=int, default=100, help="steps of the long PGD and of APGD")
-    e.add_argument("--eot", type=int, default=0, help="EOT gradient samples (0: 16 for a randomised purifier, else 1)")
-    e.add_argument("--out", default=None, metavar="DIR", help="also write robust_eval.json and .md here")
+    e.add_argument("--eps-list", type=at.ArgType("eps-list", "comma-separated numbers >= 0", _eps_list),
+                   default="0,0.05,0.1,0.2,0.3", help="comma-separated L-inf budgets")
+    e.add_argument("--n", type=at.integer(0, 10_000_000), default=0, help="evaluate the first N rows (0: all)")
+    e.add_argument("--restarts", type=at.integer(1, 10_000), default=5, help="restarts of the long PGD")
+    e.add_argument("--long-steps", type=at.integer(1, 1_000_000), default=100, help="steps of the long PGD and of APGD")
+    e.add_argument("--eot", type=at.integer(0, 100_000), default=0, help="EOT gradient samples (0: 16 for a randomised purifier, else 1)")
+    e.add_argument("--out", type=at.out_dir(), default=None, metavar="DIR", help="also write robust_eval.json and .md here")
     e.set_defaults(func=eval_cmd)
     for c in (a, e):
         c.add_argument("--model", required=True, metavar="DIR",
+                       type=at.model_folder(tags="classifier", what=c.prog),
                        help="run or model folder of any classifier kind (e.g. from `frontier vision train`)")
         c.add_argument("--split", default="test", choices=("train", "test"))
         c.add_argument("--purify", default="none", metavar="SPEC",
                        help="defend with input purification: none, bits:B, median:K, noise:SIGMA, or a+b; "
                             "attacked adaptively (BPDA through non-differentiable steps, EOT over randomness)")
-        c.add_argument("--clip-min", type=float, default=0.0, help="smallest valid input value")
-        c.add_argument("--clip-max", type=float, default=1.0, help="largest valid input value")
-        c.add_argument("--seed", type=int, default=0)
+        c.add_argument("--clip-min", type=at.number(-1e6, 1e6), default=0.0, help="smallest valid input value")
+        c.add_argument("--clip-max", type=at.number(-1e6, 1e6), default=1.0, help="largest valid input value")
+        c.add_argument("--seed", type=at.seed(), default=0)
     t = cmds.add_parser("train", help="adversarial training (PGD-AT or TRADES) of a classifier; weights in <out>/model")
     t.add_argument("--model", dest="model_name", default=None, metavar="NAME|DIR",
+                   type=at.model_or_name(("mlp", "cnn", "resnet", "vit"), kind="vision", what="frontier robust train"),
                    help="architecture (mlp, cnn, resnet, vit) or a vision model folder to fine-tune")
     t.add_argument("--method", default=None, choices=("none", "pgd", "trades"), help="alias of --adv.method")
     add_run_args(t, RobustRunConfig, "robust")
     t.set_defaults(func=train_cmd)
+
+
+def _eps_list(spec: str) -> str:
+    """Parse-time check of --eps-list: comma-separated finite numbers >= 0."""
+    import math
+    try:
+        ok = all(math.isfinite(float(e)) and float(e) >= 0 for e in spec.split(","))
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"{spec[:60]!r} is invalid: comma-separated finite numbers >= 0, "
+                                         f"e.g. 0,0.1,0.3")
+    return spec
 
 
 def _defended(args: argparse.Namespace, what: str):
@@ -59,6 +76,10 @@ def _defended(args: argparse.Namespace, what: str):
     from ..models import open_model
     from .purify import Purified, parse_purifier
 
+    from ..errors import ConfigError
+    if args.clip_min >= args.clip_max:
+        raise ConfigError(f"--clip-min {args.clip_min} / --clip-max {args.clip_max} is invalid: clip-min must be "
+                          f"below clip-max")
     torch.manual_seed(args.seed)
     loaded = open_model(args.model, tags="classifier", what=what)
     purifier = parse_purifier(args.purify, args.clip_min, args.clip_max)
@@ -97,6 +118,11 @@ def attack_cmd(args: argparse.Namespace) -> int:
     loaded, model, eot = _defended(args, "frontier robust attack")
     x, y = _rows(loaded, args, args.n, args.start)
     clip = dict(clip_min=args.clip_min, clip_max=args.clip_max, eot=eot)
+    if args.target is not None:
+        classes = model(x[:1]).shape[-1]
+        if args.target >= classes:
+            raise ConfigError(f"--target {args.target} is invalid: this model has {classes} classes "
+                              f"(0 to {classes - 1})")
     goal = y if args.target is None else torch.full_like(y, args.target)
     targeted = args.target is not None
     if args.attack == "fgsm":

@@ -6,12 +6,20 @@ with a ``latest`` pointer file replaced atomically; older ones are pruned after 
 moves. Every writer (single process, DCP shards, DeepSpeed) commits through
 :func:`commit_training_dir`. Trainer state (optimizer, scheduler, RNG, data position) is loaded with
 ``torch.load(weights_only=True)``: a file carrying a pickle payload is refused, never executed.
+
+Fault injection (tests and benchmarks/reliability_kill.py): ``FRONTIERKIT_FAULT=POINT@STEP[:SIGNAL]`` makes
+the process send itself SIGNAL (default SIGKILL) at a named point of step STEP: ``after-weights`` (the
+checkpoint's weights are in its temp folder), ``after-rename`` (``step-N`` is in place but ``latest`` still
+names the previous one), ``after-pointer`` (``latest`` moved, old checkpoints not yet pruned), ``step`` (the
+loop finished optimizer step STEP) and ``mid-step-rankR`` (rank R ran forward/backward, before the
+optimizer step). Unset, it costs one environment lookup.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +33,21 @@ from ..errors import CheckpointError
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TRAINER_FILE = "trainer.pt"
+FAULT_ENV = "FRONTIERKIT_FAULT"
+FAULT_POINTS = ("after-weights", "after-rename", "after-pointer", "step")
+
+
+def fault_point(point: str, step: int) -> None:
+    """Signal this process when ``$FRONTIERKIT_FAULT`` is ``point@step[:SIGNAL]`` (fault-injection tests only)."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    where, _, name = spec.partition(":")
+    if where == f"{point}@{step}":
+        import sys
+        import time
+        print(f"[frontierkit fault] {spec} at {time.time():.3f}", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), getattr(signal, name or "SIGKILL"))
 
 
 def _contiguous_copies(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -52,9 +75,20 @@ def _finish_dir(tmp: Path, path: Path, config: dict[str, Any], trainer_state: di
     (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
     if trainer_state is not None:
         torch.save(trainer_state, tmp / TRAINER_FILE)
+    _apply_umask(tmp)
     _fsync_tree(tmp)
     _replace_dir(tmp, path)
     _fsync(path.parent)
+
+
+def _apply_umask(tmp: Path) -> None:
+    """Give the folder and its files the modes the user's umask asks for (mkdtemp makes 0700 folders and
+    safetensors 0600 files, which would leak into the saved model)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in [tmp, *tmp.rglob("*")]:
+        if not p.is_symlink():
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
 
 
 def _replace_dir(tmp: Path, path: Path) -> None:
@@ -190,14 +224,72 @@ def commit_training_dir(tmp: str | Path, out: str | Path, step: int, config: dic
     """Commit a training checkpoint whose weights are already in ``tmp``: add config.json + trainer.pt,
     fsync, rename to ``step-NNNNNNN``, move ``latest`` to it, prune all but the newest ``keep``."""
     tmp, final = Path(tmp), step_path(out, step)
+    fault_point("after-weights", step)
     try:
         _finish_dir(tmp, final, config, trainer_state)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    fault_point("after-rename", step)
     _point_latest(out, final)
+    fault_point("after-pointer", step)
     _prune(out, keep, final)
     return final
+
+
+class RunLock:
+    """Exclusive lock on a run folder: ``fcntl.flock`` on ``<out>/.lock`` holding the owner's pid. A second
+    process training into the same folder is refused; the OS drops the lock when its holder exits, even by
+    SIGKILL, so a crash never leaves it stuck. (No-op where fcntl is missing, i.e. Windows.)"""
+
+    FILE = ".lock"
+
+    def __init__(self, out: str | Path):
+        self.path = Path(out) / self.FILE
+        self.fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        try:
+            import fcntl
+        except ImportError:                      # pragma: no cover - Windows
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise CheckpointError(
+                f"{self.path.parent} is in use: another frontier process (pid {holder}) is training into it; "
+                f"wait for it, stop it, or pass another --out (the lock frees itself when that process exits, "
+                f"even if it crashed)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            import fcntl
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def remove_stale_temps(out: str | Path) -> None:
+    """Delete temp folders a killed writer left in ``<out>/checkpoints`` (call only while holding the run lock)."""
+    folder = checkpoint_dir(out)
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if p.name.startswith((".tmp-", ".old-", ".latest-")):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
 def _point_latest(out: str | Path, final: Path) -> None:

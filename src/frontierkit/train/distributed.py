@@ -12,6 +12,7 @@ counted separately, per rank, as the bytes each rank actually holds.
 """
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 from typing import Any, Iterable
@@ -45,7 +46,9 @@ def init_process_group() -> tuple[int, int, torch.device]:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group(backend=backend)
+        # a rank that hangs (not dies) is noticed after this many seconds instead of torch's 30 minutes
+        timeout = datetime.timedelta(seconds=float(os.environ.get("FRONTIERKIT_DIST_TIMEOUT", "600")))
+        dist.init_process_group(backend=backend, timeout=timeout)
     device = (torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available()
               else torch.device("cpu"))
     return dist.get_rank(), dist.get_world_size(), device

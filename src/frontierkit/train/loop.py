@@ -14,8 +14,11 @@ Hooks let other areas plug in without forking the loop (see :class:`Hooks`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +28,7 @@ import torch
 from torch import nn
 
 from ..config import to_dict
-from ..errors import CheckpointError, ConfigError, TrainingDiverged
+from ..errors import CheckpointError, ConfigError, FrontierError, Interrupted, PeerLost, TrainingDiverged
 from ..hardware import cpu_capability
 from ..track import NullTracker, Tracker
 from . import checkpoint as ckpt
@@ -185,6 +188,9 @@ class Trainer:
         self.quiet, self.desc = quiet, progress_desc
         self.strategy = make_strategy(cfg)
         self.check_hooks(cfg)
+        if cfg.init_from and ckpt.latest_checkpoint(self.out) is None:  # a checkpoint to resume wins
+            from .init import init_from
+            init_from(model, cfg.init_from)
         self.strategy.setup(model)
         self.model = self.strategy.module           # the user's module (FSDP2 shards it in place)
         self.train_model = self.strategy.train_model  # what the loss sees: DDP wrapper / DeepSpeed engine / model
@@ -242,8 +248,27 @@ class Trainer:
         return {**head, "model": self.model_config, "run": self.run_config, "step": self.step, **tail}
 
     def save(self) -> Path:
-        """A resumable checkpoint (sharded with torch.distributed.checkpoint under multi-rank strategies)."""
-        return self.strategy.save_checkpoint(self.out, self.step, self.checkpoint_config(), self.trainer_state())
+        """A resumable checkpoint (sharded with torch.distributed.checkpoint under multi-rank strategies);
+        a failed write (disk full, read-only folder) leaves the previous checkpoint as ``latest``."""
+        try:
+            return self.strategy.save_checkpoint(self.out, self.step, self.checkpoint_config(), self.trainer_state())
+        except OSError as e:
+            previous = ckpt.latest_checkpoint(self.out)
+            raise CheckpointError(
+                f"could not write the checkpoint of step {self.step} under {ckpt.checkpoint_dir(self.out)}: "
+                f"{e.strerror or e}; " + (f"the previous checkpoint {previous.name} is intact and a rerun resumes "
+                                          f"from it" if previous else "no earlier checkpoint exists")
+                + (" (free disk space first)" if e.errno == errno.ENOSPC else "")) from e
+
+    def stop_requested(self, stop: "_StopSignals") -> int:
+        """The signal number a stop was requested with (0: none); under several ranks, any rank's request
+        stops all of them at the same step (a max all-reduce), so their final checkpoint agrees."""
+        if not self.strategy.distributed:
+            return stop.signum
+        import torch.distributed as dist
+        flag = torch.tensor([stop.signum], dtype=torch.int64, device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag.item())
 
     def maybe_resume(self) -> int:
         """Resume from ``<out>/checkpoints/latest`` if present; returns the step resumed at."""
@@ -257,7 +282,8 @@ class Trainer:
 
     # settings a resumed run may change: length, logging cadence, and how it is parallelised
     RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.eval_every", "train.ckpt_every",
-                         "train.keep_ckpts", "train.strategy", "train.deepspeed_config", "train.cpu_offload")
+                         "train.keep_ckpts", "train.strategy", "train.deepspeed_config", "train.cpu_offload",
+                         "train.init_from")
 
     def check_same_run(self, saved: Any, path: Path) -> None:
         """Refuse to resume a checkpoint written under a different config (it would silently mix runs)."""
@@ -298,6 +324,7 @@ class Trainer:
                                                 scaler=self.scaler, hooks=self.hooks, step=self.step,
                                                 no_sync=s.no_sync(), backward=None if not s.distributed else s.backward,
                                                 module=self.model)
+        ckpt.fault_point(f"mid-step-rank{s.rank}", self.step)
         norm, skipped = s.optimizer_step(self.scaler, self.hooks.grad_transform, self.step)
         self.step += 1
         n = sum(self.data.count(b) for b in batches) * s.world
@@ -320,6 +347,29 @@ class Trainer:
         return metrics
 
     def fit(self, resume: bool = True) -> TrainResult:
+        """Train to ``cfg.steps`` holding the run folder's lock (a second process on it is refused);
+        SIGINT/SIGTERM stop at the next step boundary with a final checkpoint (:class:`Interrupted`)."""
+        lock = ckpt.RunLock(self.out) if self.strategy.is_main else None
+        if lock is not None:
+            lock.acquire()
+            ckpt.remove_stale_temps(self.out)     # temp folders of a writer killed mid-checkpoint
+        try:
+            with _StopSignals() as stop:
+                return self._fit(resume, stop)
+        except RuntimeError as e:               # torch.distributed.DistBackendError is one
+            if not self.strategy.distributed or isinstance(e, FrontierError):
+                raise
+            latest = ckpt.latest_checkpoint(self.out)
+            raise PeerLost(
+                f"rank {self.strategy.rank}/{self.strategy.world}: a collective failed at step {self.step} "
+                f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else 'no message'}); another rank "
+                f"probably died. Stopping; rerun the same torchrun command to resume from "
+                f"{latest.name if latest else 'the start'}") from None
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _fit(self, resume: bool, stop: "_StopSignals") -> TrainResult:
         from tqdm.auto import tqdm
 
         torch.manual_seed(self.cfg.seed)
@@ -337,6 +387,7 @@ class Trainer:
         units = getattr(self.data, "units", "samples")
         while self.step < cfg.steps:
             m = self.train_step()
+            ckpt.fault_point("step", self.step)
             window_units += m.pop("units")
             if self.step == start + 1:
                 self.log_memory()
@@ -352,8 +403,15 @@ class Trainer:
                 self.tracker.log_metrics(m, self.step)
                 bar.set_postfix(loss=f"{m['loss']:.4f}", **{f"{units[:3]}/s": f"{m[f'{units}_per_s']:.0f}"})
             bar.update(1)
-            if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or last:
+            saved = (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or last
+            if saved:
                 self.save()
+            signum = self.stop_requested(stop)
+            if signum and not last:
+                path = self.save() if not saved else ckpt.step_path(self.out, self.step)
+                bar.close()
+                raise Interrupted(signum, f"{signal.Signals(signum).name} at step {self.step}/{cfg.steps}; "
+                                          f"checkpoint saved in {path}; run the same command again to resume")
         bar.close()
         model_dir = self.export()
         return TrainResult(step=self.step, history=self.history, model_dir=model_dir, resumed_from=start,
@@ -385,6 +443,32 @@ class Trainer:
             self.tracker.log_artifact(path / ckpt.CONFIG_FILE)
         self.strategy.barrier()
         return path
+
+
+class _StopSignals:
+    """While training, the first SIGINT/SIGTERM only asks the loop to stop after the current step (it saves a
+    checkpoint, then raises :class:`Interrupted`); a second SIGINT stops at once. Main thread only."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self.previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\n[frontier] {signal.Signals(signum).name}: stopping after this step with a checkpoint "
+              f"(Ctrl-C again to stop at once)", file=sys.stderr)
+
+    def __enter__(self) -> "_StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self.previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
 
 
 def fit(model: nn.Module, loss_fn: Callable[[nn.Module, Any], LossOut], data: Any, cfg: TrainConfig,

@@ -6,6 +6,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
+    from .. import argtypes as at
     from ..command import add_run_args
     from .train import VisionRunConfig
 
@@ -19,7 +20,8 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     add_run_args(t, VisionRunConfig, "vision")
     t.set_defaults(func=train_cmd)
     e = cmds.add_parser("eval", help="test accuracy of a trained classifier")
-    e.add_argument("--model", dest="model_dir", required=True, metavar="DIR", help="run or model folder")
+    e.add_argument("--model", dest="model_dir", required=True, metavar="DIR", help="run or model folder",
+                   type=at.model_folder(tags="classifier", what="frontier vision eval"))
     e.add_argument("--split", default="test", choices=("train", "test"))
     e.set_defaults(func=eval_cmd)
 
@@ -48,11 +50,12 @@ def train_cmd(args: argparse.Namespace) -> int:
     cfg = build_config(args, base=_base(args))
     run = start_run(args, cfg)
     try:
-        _, metrics = train_classifier(cfg, run.out, tracker=run.tracker, quiet=run.quiet)
+        _, metrics = train_classifier(cfg, run.out, tracker=run.tracker, quiet=run.quiet, resume=True)
     finally:
         run.tracker.close()
-    print(json.dumps({"model": cfg.model.name, "data": cfg.data.name, **metrics,
-                      "model_dir": str(run.out / "model")}))
+    if run.is_main:  # under torchrun every rank runs this; one summary
+        print(json.dumps({"model": cfg.model.name, "data": cfg.data.name, **metrics,
+                          "model_dir": str(run.out / "model")}))
     return 0
 
 
