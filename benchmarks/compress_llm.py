@@ -62,7 +62,8 @@ def _bf16(model):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
+    from bench_common import add_write_arg
+    args = add_write_arg(ap).parse_args()
     torch.set_num_threads(1)
     import transformers as tf
     model = trained_model(60 if args.quick else 300)

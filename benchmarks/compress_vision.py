@@ -54,7 +54,8 @@ def sparsity_curve(loaded, xtr, ytr, xte, yte, ft: int) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
+    from bench_common import add_write_arg
+    args = add_write_arg(ap).parse_args()
     torch.set_num_threads(1)
     T_steps, ft, st = (300, 100, 300) if args.quick else (800, 200, 800)
     loaded = teacher(T_steps)

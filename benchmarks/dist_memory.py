@@ -113,7 +113,8 @@ def main() -> None:
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     ap.add_argument("--batch", type=int, default=8, help="global micro-batch (sequences)")
     ap.add_argument("--seq-len", type=int, default=128)
-    args = ap.parse_args()
+    from bench_common import add_write_arg
+    args = add_write_arg(ap).parse_args()
     if args.worker:
         return worker(args.worker)
     args.steps = 3 if args.quick else 6

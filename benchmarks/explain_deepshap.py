@@ -50,7 +50,8 @@ def main() -> int:
     p.add_argument("--inputs", type=int, default=20)
     p.add_argument("--background", type=int, default=100)
     p.add_argument("--repeats", type=int, default=3)
-    args = p.parse_args()
+    from bench_common import add_write_arg
+    args = add_write_arg(p).parse_args()
     if args.quick:
         args.inputs, args.background, args.repeats = 5, 50, 1
     warnings.filterwarnings("ignore")
@@ -86,7 +87,8 @@ def main() -> int:
                        f"torch {torch.__version__}, shap {shap.__version__}, python {platform.python_version()}",
             "cpu_capability": cpu_capability(),
             "command": "python benchmarks/explain_deepshap.py" + (" --quick" if args.quick else "")}
-    out = ROOT / "benchmarks" / "results"
+    from bench_common import results_dir
+    out = results_dir(ROOT / "benchmarks" / "results")  # benchmarks/results only with --write
     out.mkdir(parents=True, exist_ok=True)
     (out / "explain_deepshap.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
     cols = list(rows[0])

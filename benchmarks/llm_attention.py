@@ -38,7 +38,8 @@ def measure(lengths: list[int], heads: int = 8, dim: int = 64, repeat: int = 3) 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
+    from bench_common import add_write_arg
+    args = add_write_arg(ap).parse_args()
     torch.set_num_threads(1)
     lengths = [1024, 2048, 4096] if args.quick else [1024, 2048, 4096, 8192]
     rows = measure(lengths)

@@ -58,11 +58,13 @@ def write_results(name: str, rows: list[dict[str, Any]], summary: dict[str, Any]
     """benchmarks/results/<name>.json and .md with date, machine, CPU capability and command."""
     from frontierkit.hardware import capability_line, cpu_capability
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    from bench_common import results_dir
+    out = results_dir(RESULTS)              # benchmarks/results only with --write
+    out.mkdir(parents=True, exist_ok=True)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
             "cpu_capability": cpu_capability(),
             "command": "python " + " ".join(["benchmarks/" + Path(sys.argv[0]).name] + sys.argv[1:])}
-    (RESULTS / f"{name}.json").write_text(json.dumps({**meta, "summary": summary, "rows": rows}, indent=2))
+    (out / f"{name}.json").write_text(json.dumps({**meta, "summary": summary, "rows": rows}, indent=2))
     cols = list(dict.fromkeys(k for r in rows for k in r))
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
     lines = [f"# {name}", "", f"- date: {meta['date']}", f"- machine: {meta['machine']}",
@@ -72,5 +74,5 @@ def write_results(name: str, rows: list[dict[str, Any]], summary: dict[str, Any]
     lines += ["", "Summary: " + ", ".join(f"{k} = {fmt(v)}" for k, v in summary.items())]
     if notes:
         lines += ["", notes]
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -39,5 +39,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     import argparse
-    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()   # --help describes, never runs
+    from bench_common import add_write_arg
+    add_write_arg(argparse.ArgumentParser(description=__doc__.split("\n\n")[0])).parse_args()  # --help never runs
     main()

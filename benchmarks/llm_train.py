@@ -49,7 +49,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5, help="rounds; each times one step of every variant")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile(ours)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time = work done)")
-    args = ap.parse_args()
+    from bench_common import add_write_arg
+    args = add_write_arg(ap).parse_args()
     torch.set_num_threads(args.threads)
     import transformers as tf
 

@@ -60,7 +60,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_multimodal_clip"))
-    args = ap.parse_args()
+    from bench_common import add_write_arg
+    args = add_write_arg(ap).parse_args()
     torch.set_num_threads(1)
     from frontierkit.multimodal.train import (ClipRunConfig, default_clip_train, quick_clip_config, train_clip,
                                               train_supervised)

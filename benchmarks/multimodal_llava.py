@@ -24,7 +24,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--clip", default=str(ROOT / "runs" / "bench_multimodal_clip"))
     ap.add_argument("--out", default=str(ROOT / "runs" / "bench_multimodal_llava"))
-    args = ap.parse_args()
+    from bench_common import add_write_arg
+    args = add_write_arg(ap).parse_args()
     torch.set_num_threads(1)
     from frontierkit import models
     from frontierkit.config import from_dict

@@ -13,6 +13,7 @@ def main(run: Callable[[bool, Path], dict], description: str, quick_help: str) -
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help=quick_help)
     p.add_argument("--out", type=Path, default=RESULTS)
-    args = p.parse_args()
+    from bench_common import add_write_arg
+    args = add_write_arg(p).parse_args()
     run(args.quick, args.out)
     return 0

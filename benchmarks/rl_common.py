@@ -33,12 +33,14 @@ def write_results(name: str, data: dict, table: list[dict], command: str, notes:
     """benchmarks/results/<name>.json and .md: date, machine, CPU capability, command, table, notes."""
     from frontierkit.hardware import capability_line, cpu_capability
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    from bench_common import results_dir
+    out = results_dir(RESULTS)              # benchmarks/results only with --write
+    out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     cap = cpu_capability()
     payload = {"date": stamp, "machine": machine(), "cpu_capability": cap, "command": command, "notes": notes,
                "table": table, **data}
-    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2, default=float))
+    (out / f"{name}.json").write_text(json.dumps(payload, indent=2, default=float))
     cols = list(dict.fromkeys(k for r in table for k in r))
     lines = [f"# {name}", "", f"- date: {stamp}", f"- machine: {machine()}",
              f"- cpu capability: {capability_line(cap)}", f"- command: `{command}`", ""]
@@ -46,7 +48,7 @@ def write_results(name: str, data: dict, table: list[dict], command: str, notes:
     for r in table:
         lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
     lines += [""] + [f"- {n}" for n in notes]
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

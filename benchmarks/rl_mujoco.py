@@ -22,7 +22,8 @@ def main() -> None:
     p.add_argument("--transitions", type=int, default=10_000)
     p.add_argument("--learning-starts", type=int, default=5_000)
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
+    from bench_common import add_write_arg
+    args = add_write_arg(p).parse_args()
     torch.set_num_threads(1)
     from frontierkit.rl.data import collect, load_dataset
     from frontierkit.rl.sac import SACConfig

@@ -59,7 +59,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--n-action-samples", type=int, default=10)
-    args = p.parse_args()
+    from bench_common import add_write_arg
+    args = add_write_arg(p).parse_args()
     torch.set_num_threads(1)
     py = ensure_d3rlpy_venv()
     from frontierkit.rl.data import load_dataset

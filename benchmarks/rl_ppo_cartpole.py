@@ -50,7 +50,8 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=100_000)
-    args = p.parse_args()
+    from bench_common import add_write_arg
+    args = add_write_arg(p).parse_args()
     torch.set_num_threads(1)
     rows, raw = [], {"ours": [], "sb3": []}
     for seed in args.seeds:  # interleaved so both see the same machine load

@@ -46,7 +46,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20_000)
     p.add_argument("--sb3-steps", type=int, default=None, help="SB3 steps (default: --steps); fewer saves time")
     p.add_argument("--sb3-seeds", type=int, default=None, help="run SB3 on the first K seeds only")
-    args = p.parse_args()
+    from bench_common import add_write_arg
+    args = add_write_arg(p).parse_args()
     torch.set_num_threads(1)
     sb3_steps = args.sb3_steps or args.steps
     sb3_seeds = args.seeds[: args.sb3_seeds] if args.sb3_seeds else args.seeds

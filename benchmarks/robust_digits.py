@@ -112,7 +112,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="MLP, short training, 150 test digits (tests use this)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder")
-    args = p.parse_args()
+    from bench_common import add_write_arg
+    args = add_write_arg(p).parse_args()
     run(args.quick, args.out)
     return 0
 

@@ -33,7 +33,8 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--repeats", type=int, default=7)
-    args = p.parse_args()
+    from bench_common import add_write_arg
+    args = add_write_arg(p).parse_args()
     if args.quick:
         args.steps, args.repeats = 10, 3
     torch.set_num_threads(1)

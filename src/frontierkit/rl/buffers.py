@@ -77,6 +77,15 @@ class ReplayBuffer:
         idx = torch.randint(0, self.size, (batch_size,), generator=generator)  # (B,)
         return {f: getattr(self, f)[idx] for f in self.FIELDS}
 
+    def state(self) -> dict[str, torch.Tensor | int]:
+        """The filled part of every field plus the write position (for a resumable checkpoint)."""
+        return {"size": self.size, "pos": self.pos, **{f: getattr(self, f)[:self.size].clone() for f in self.FIELDS}}
+
+    def load_state(self, state: dict[str, torch.Tensor | int]) -> None:
+        self.size, self.pos = int(state["size"]), int(state["pos"])
+        for f in self.FIELDS:
+            getattr(self, f)[:self.size] = state[f]
+
     def arrays(self) -> dict[str, np.ndarray]:
         """Stored transitions in insertion order, as numpy arrays (for writing a dataset)."""
         order = np.arange(self.size) if self.size < self.capacity else \

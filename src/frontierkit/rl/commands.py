@@ -18,6 +18,7 @@ def _config_cls(algo: str) -> type:
 
 
 def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
+    from .. import argtypes as at
     from ..command import add_run_args
     p = sub.add_parser(area, help=text, description=text)
     rl = p.add_subparsers(dest="rl_command", metavar="COMMAND")
@@ -27,26 +28,26 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     for algo, (_, _, what) in ALGOS.items():
         a = algos.add_parser(algo, help=f"{algo.upper()} ({what})")
         a.add_argument("--env", metavar="ID", help="gymnasium env id (ppo, sac), e.g. CartPole-v1, Pendulum-v1")
-        a.add_argument("--dataset", metavar="FILE", help="offline dataset .npz (cql, iql) from `frontier rl collect`")
+        a.add_argument("--dataset", metavar="FILE", type=at.existing_file((".npz",), "dataset"), help="offline dataset .npz (cql, iql) from `frontier rl collect`")
         add_run_args(a, _config_cls(algo), f"rl-{algo}")
         a.set_defaults(func=cmd_train, algo=algo)
 
     ev = rl.add_parser("eval", help="evaluate a saved policy deterministically (mean ± std return)")
-    ev.add_argument("--model", required=True, metavar="DIR", help="run folder or its model/ folder")
-    ev.add_argument("--episodes", type=int, default=10, help="episodes (default 10)")
-    ev.add_argument("--seed", type=int, default=10_000, help="first episode seed (default 10000)")
+    ev.add_argument("--model", required=True, metavar="DIR", type=at.model_folder(tags="policy", what="frontier rl eval"), help="run folder or its model/ folder")
+    ev.add_argument("--episodes", type=at.integer(1, 1_000_000), default=10, help="episodes (default 10)")
+    ev.add_argument("--seed", type=at.seed(), default=10_000, help="first episode seed (default 10000)")
     ev.add_argument("--env", metavar="ID", help="evaluate on another env with the same spaces (default: the training env)")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
     ev.set_defaults(func=cmd_eval)
 
     co = rl.add_parser("collect", help="build offline datasets (random, medium, expert, medium-replay) from our SAC agents")
     co.add_argument("--env", required=True, metavar="ID", help="continuous-action gymnasium env, e.g. Pendulum-v1, Hopper-v5")
-    co.add_argument("--out", default="data/rl", metavar="DIR", help="output folder (default data/rl)")
+    co.add_argument("--out", default="data/rl", type=at.out_dir(), metavar="DIR", help="output folder (default data/rl)")
     co.add_argument("--kinds", default="random,medium,expert,medium-replay", help="comma-separated kinds")
-    co.add_argument("--train-steps", type=int, default=15_000, help="SAC steps for the expert (default 15000)")
-    co.add_argument("--transitions", type=int, default=20_000, help="transitions per rollout dataset (default 20000)")
-    co.add_argument("--medium-score", type=float, default=45.0, help="normalised score the medium snapshot aims at")
-    co.add_argument("--seed", type=int, default=0)
+    co.add_argument("--train-steps", type=at.integer(1, 100_000_000), default=15_000, help="SAC steps for the expert (default 15000)")
+    co.add_argument("--transitions", type=at.integer(1, 100_000_000), default=20_000, help="transitions per rollout dataset (default 20000)")
+    co.add_argument("--medium-score", type=at.number(-1e6, 1e6), default=45.0, help="normalised score the medium snapshot aims at")
+    co.add_argument("--seed", type=at.seed(), default=0)
     co.add_argument("--quiet", action="store_true", help="no progress bars")
     co.set_defaults(func=cmd_collect)
 
@@ -74,6 +75,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = build_config(args, _config_cls(algo))
     if algo in OFFLINE and not cfg.data.path:
         raise ConfigError(f"{algo} needs a dataset: pass --dataset FILE.npz (build one with `frontier rl collect`)")
+    from pathlib import Path
+
+    from .resume import check_same_run
+    check_same_run(Path(args.out or f"runs/{args.run_name}"), algo, cfg)  # before the run folder is touched
     run = start_run(args, cfg)
     try:
         run.tracker.log_params(to_dict(cfg))
@@ -83,7 +88,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     last = result.history[-1] if result.history else {}
     score = f", normalised score {last['normalized_score']:.1f}" if "normalized_score" in last else ""
     print(f"{algo}: eval return {last.get('eval_return', float('nan')):.1f} ± {last.get('eval_std', float('nan')):.1f}"
-          f"{score} after {last.get('step', 0)} steps ({result.steps_per_second:.0f} steps/s); "
+          f"{score} after {last.get('step', 0)} steps "
+          f"({f'{result.steps_per_second:.0f} steps/s' if result.steps_per_second > 0 else 'already complete'}); "
           f"model saved to {run.out / 'model'}")
     return 0
 

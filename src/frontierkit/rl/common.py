@@ -89,13 +89,14 @@ def evaluate_policy(policy: nn.Module, env_id: str, episodes: int, seed: int = 1
 class Progress:
     """tqdm bar over steps (silent when quiet) plus a wall clock."""
 
-    def __init__(self, total: int, desc: str, quiet: bool):
+    def __init__(self, total: int, desc: str, quiet: bool, initial: int = 0):
         self.t0, self.cpu0 = time.perf_counter(), time.process_time()
         self.excluded, self.cpu_excluded = 0.0, 0.0
+        self.initial = initial
         self.bar = None
         if not quiet:
             from tqdm import tqdm
-            self.bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
 
     def update(self, n: int, **postfix: float) -> None:
         if self.bar is not None:
@@ -118,6 +119,7 @@ class Progress:
         """(steps per wall second, steps per CPU second) of training so far, evaluations excluded."""
         wall = time.perf_counter() - self.t0 - self.excluded
         cpu = time.process_time() - self.cpu0 - self.cpu_excluded
+        steps -= self.initial  # a resumed run counts only the steps it took
         return steps / max(wall, 1e-9), steps / max(cpu, 1e-9)
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ from ..config import require
 from .common import EvalConfig, RLResult
 from .losses import cql_lagrange_losses, cql_penalty, sac_critic_loss
 from .offline import DataConfig, make_model_config, train_offline
+from .resume import CkptConfig
 from .sac import SACLearner
 
 
@@ -81,6 +82,8 @@ class CQLRunConfig:
     """CQL hyper-parameters"""
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(every=5_000))
     """periodic deterministic evaluation"""
+    ckpt: CkptConfig = field(default_factory=CkptConfig)
+    """resumable checkpoints"""
 
 
 class CQLLearner(SACLearner):

@@ -3,9 +3,11 @@ finished episodes in the same step (keeping the final observation for bootstrapp
 by the running std of the discounted return (as in the PPO MuJoCo setup), and episode evaluation."""
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
 from ..errors import ConfigError, require_extra
 
@@ -59,6 +61,54 @@ def require_continuous(info: dict[str, Any], env_id: str, algo: str) -> None:
                           f"continuous env such as Pendulum-v1")
 
 
+def _generator_state(rng: np.random.Generator) -> str:
+    return json.dumps(rng.bit_generator.state)
+
+
+def _set_generator_state(rng: np.random.Generator, state: str) -> None:
+    rng.bit_generator.state = json.loads(state)
+
+
+class Recorded:
+    """An env that remembers how its episode began (reset seed, or the env RNG state before an unseeded
+    reset) and the actions since, so a checkpoint restores it mid-episode by replaying them. Works for
+    any env whose dynamics depend only on its RNG and the actions (classic control, MuJoCo)."""
+
+    def __init__(self, env):
+        self.env = env
+        self.start: dict[str, Any] = {"seed": None, "rng": None}
+        self.actions: list[np.ndarray] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self.env, name)
+
+    def reset(self, seed: int | None = None):
+        rng = None if seed is not None else _generator_state(self.env.unwrapped.np_random)
+        self.start, self.actions = {"seed": seed, "rng": rng}, []
+        return self.env.reset(seed=seed)
+
+    def step(self, action):
+        self.actions.append(np.array(action, copy=True))
+        return self.env.step(action)
+
+    def state(self) -> dict[str, Any]:
+        """Episode start, actions since (T, ...) in their own dtype, and the action space's RNG."""
+        actions = torch.from_numpy(np.stack(self.actions)) if self.actions else torch.zeros(0)
+        return {"start": json.dumps(self.start), "actions": actions,
+                "action_rng": _generator_state(self.env.action_space.np_random)}
+
+    def restore(self, state: dict[str, Any]) -> np.ndarray:
+        """Re-run the episode's reset and actions; returns the current observation."""
+        start = json.loads(state["start"])
+        if start["seed"] is None:
+            _set_generator_state(self.env.unwrapped.np_random, start["rng"])
+        obs, _ = self.reset(seed=start["seed"])
+        for action in state["actions"].numpy():
+            obs, *_ = self.step(action)
+        _set_generator_state(self.env.action_space.np_random, state["action_rng"])
+        return np.asarray(obs)
+
+
 class VecEnv:
     """N envs stepped in a Python loop; a finished episode is reset at once (same-step autoreset).
 
@@ -68,7 +118,7 @@ class VecEnv:
     """
 
     def __init__(self, fns: list[Callable[[], Any]], seed: int = 0):
-        self.envs = [fn() for fn in fns]
+        self.envs = [Recorded(fn()) for fn in fns]
         self.n = len(self.envs)
         self.seed = seed
         self._ret = np.zeros(self.n)
@@ -97,6 +147,17 @@ class VecEnv:
             obs.append(o)
         return (np.stack(obs).astype(np.float32), rews, term, trunc, np.stack(final).astype(np.float32), finished)
 
+    def state(self) -> dict[str, Any]:
+        """Each env's :meth:`Recorded.state` and the running episode returns/lengths."""
+        return {"envs": [env.state() for env in self.envs], "ret": torch.from_numpy(self._ret.copy()),
+                "len": torch.from_numpy(self._len.copy())}
+
+    def restore(self, state: dict[str, Any]) -> np.ndarray:
+        """Put every env back mid-episode; returns the current observations (N, S)."""
+        obs = [env.restore(s) for env, s in zip(self.envs, state["envs"])]
+        self._ret, self._len = state["ret"].numpy().copy(), state["len"].numpy().copy()
+        return np.stack(obs).astype(np.float32)
+
     def close(self) -> None:
         for env in self.envs:
             env.close()
@@ -119,6 +180,14 @@ class ReturnScaler:
         self.count = total
         self.ret[done] = 0.0
         return np.clip(reward / np.sqrt(self.var + self.eps), -self.clip, self.clip).astype(np.float32)
+
+    def state(self) -> dict[str, Any]:
+        return {"ret": torch.from_numpy(self.ret.copy()), "stats": torch.tensor([self.mean, self.var, self.count],
+                                                                                 dtype=torch.float64)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.ret = state["ret"].numpy().copy()
+        self.mean, self.var, self.count = (float(x) for x in state["stats"])
 
 
 def evaluate(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int = 10, seed: int = 10_000,

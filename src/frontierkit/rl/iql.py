@@ -21,6 +21,7 @@ from .common import EvalConfig, RLResult
 from .losses import awr_policy_loss, expectile_loss
 from .nets import EnsembleQ, GaussianPolicy, ValueNet
 from .offline import DataConfig, make_model_config, train_offline
+from .resume import CkptConfig
 from .sac import polyak_update
 
 
@@ -69,6 +70,8 @@ class IQLRunConfig:
     """IQL hyper-parameters"""
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(every=5_000))
     """periodic deterministic evaluation"""
+    ckpt: CkptConfig = field(default_factory=CkptConfig)
+    """resumable checkpoints"""
 
 
 class IQLLearner:

@@ -12,6 +12,8 @@ import torch
 from ..config import require
 from ..track import NullTracker
 from .common import EnvConfig, EvalConfig, Progress, RLResult, evaluate_policy, save_policy, seed_everything
+from .resume import RunFolder, due, history_state, learner_state, load_history, load_learner_state, load_rng_state, \
+    rng_state
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,9 +37,17 @@ def train_offline(algo: str, learner: Any, policy: torch.nn.Module, dataset: Any
     gen = seed_everything(EnvConfig(id=dataset.env_id, seed=data.seed, threads=data.threads))
     buffer = dataset.buffer()
     result = RLResult(policy, model_config)
-    progress = Progress(steps, f"{algo} {Path(dataset.path).name}", quiet)
+    folder, start = RunFolder(out, algo, run_config, model_config), 0
+    state = folder.resume()
+    if state is not None:  # continue exactly where the last checkpoint left off
+        load_learner_state(learner, state["learner"])
+        load_rng_state(gen, state["rng"])
+        result.history, _ = load_history(state)
+        start = int(state["step"])
+    progress = Progress(steps, f"{algo} {Path(dataset.path).name}", quiet, initial=start)
     stats = {}
-    for step in range(1, steps + 1):
+    every = getattr(getattr(run_config, "ckpt", None), "every", 0)
+    for step in range(start + 1, steps + 1):
         stats = learner.update(buffer.sample(batch_size, gen))
         progress.update(1)
         if step % 1000 == 0:
@@ -48,6 +58,9 @@ def train_offline(algo: str, learner: Any, policy: torch.nn.Module, dataset: Any
                    "normalized_score": dataset.normalized_score(mean)}
             result.history.append(row)
             tracker.log_metrics({k: v for k, v in row.items() if k != "step"}, step)
+        if out is not None and due(step, every, step == steps):
+            folder.save(step, policy, {"learner": learner_state(learner), "rng": rng_state(gen),
+                                       **history_state(result.history, [])})
     progress.close()
     result.seconds = progress.seconds()
     result.steps_per_second, result.steps_per_cpu_second = progress.rates(steps)

@@ -22,6 +22,8 @@ from ..config import require
 from ..track import NullTracker
 from .buffers import RolloutBuffer
 from .common import EnvConfig, EvalConfig, Progress, RLResult, evaluate_policy, save_policy, seed_everything
+from .resume import CkptConfig, RunFolder, history_state, learner_state, load_history, load_learner_state, \
+    load_rng_state, rng_state
 from .envs import ReturnScaler, VecEnv, make_env, space_info
 from .losses import explained_variance, ppo_clip_loss, value_loss
 from .nets import ActorCritic
@@ -95,6 +97,8 @@ class PPORunConfig:
     """PPO hyper-parameters"""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """periodic deterministic evaluation"""
+    ckpt: CkptConfig = field(default_factory=lambda: CkptConfig(every=10_000))
+    """resumable checkpoints (rounded up to whole rollouts)"""
 
 
 def collect_rollout(agent: ActorCritic, envs: VecEnv, buf: RolloutBuffer, obs: np.ndarray, cfg: PPOConfig,
@@ -157,6 +161,35 @@ def update(agent: ActorCritic, opt: torch.optim.Optimizer, buf: RolloutBuffer, c
     return out
 
 
+class _Learner:
+    """What a PPO checkpoint restores besides envs and RNGs: the actor-critic (with its observation
+    normaliser) and Adam."""
+
+    def __init__(self, agent: ActorCritic, opt: torch.optim.Optimizer):
+        self.agent, self.opt = agent, opt
+
+
+def _next_multiple(step: int, every: int) -> float:
+    return (step // every + 1) * every if every else float("inf")
+
+
+def _restore(state: dict[str, Any], learner: _Learner, envs: VecEnv, scaler: ReturnScaler | None,
+             gen: torch.Generator, result: RLResult) -> tuple[np.ndarray, int, int, int | None]:
+    """Load a checkpoint's state; returns (obs, first iteration, env step, next eval step)."""
+    from ..errors import CheckpointError
+    load_learner_state(learner, state["learner"])
+    obs = envs.restore(state["envs"])
+    if not np.array_equal(obs, state["obs"].numpy()):
+        raise CheckpointError("replaying the checkpoint's actions did not reproduce its observations: "
+                              "the env is not deterministic given its seed, so this run cannot resume exactly")
+    if scaler is not None:
+        scaler.load_state(state["scaler"])
+    load_rng_state(gen, state["rng"])
+    result.history, result.train_returns = load_history(state)
+    next_eval = None if state["next_eval"] < 0 else int(state["next_eval"])
+    return obs, int(state["it"]) + 1, int(state["step"]), next_eval
+
+
 def train(run: PPORunConfig, out: str | Path | None = None, tracker: Any = None, quiet: bool = True) -> RLResult:
     """Train PPO on ``run.env.id``; saves ``<out>/model`` when ``out`` is given."""
     tracker = tracker or NullTracker()
@@ -174,8 +207,14 @@ def train(run: PPORunConfig, out: str | Path | None = None, tracker: Any = None,
     result = RLResult(agent, model_config)
     n_updates = max(1, cfg.total_steps // (cfg.n_envs * cfg.n_steps))
     obs, step, next_eval = envs.reset(), 0, run.eval.every or None
-    progress = Progress(n_updates * cfg.n_envs * cfg.n_steps, f"ppo {run.env.id}", quiet)
-    for it in range(n_updates):
+    learner = _Learner(agent, opt)
+    folder, start = RunFolder(out, "ppo", run, model_config), 0
+    state = folder.resume()
+    if state is not None:  # continue exactly where the last checkpoint left off
+        obs, start, step, next_eval = _restore(state, learner, envs, scaler, gen, result)
+    next_ckpt = _next_multiple(step, run.ckpt.every)
+    progress = Progress(n_updates * cfg.n_envs * cfg.n_steps, f"ppo {run.env.id}", quiet, initial=step)
+    for it in range(start, n_updates):
         frac = 1.0 - it / n_updates  # linear annealing
         for group in opt.param_groups:
             group["lr"] = cfg.lr * frac if cfg.anneal_lr else cfg.lr
@@ -196,6 +235,13 @@ def train(run: PPORunConfig, out: str | Path | None = None, tracker: Any = None,
             tracker.log_metrics({"eval_return": mean, "eval_std": std}, step)
             while next_eval is not None and next_eval <= step:
                 next_eval += run.eval.every
+        if step >= next_ckpt or it == n_updates - 1:
+            folder.save(step, agent, {"it": it, "next_eval": -1 if next_eval is None else next_eval,
+                                      "learner": learner_state(learner), "rng": rng_state(gen),
+                                      "envs": envs.state(), "obs": torch.from_numpy(obs.copy()),
+                                      "scaler": scaler.state() if scaler is not None else {},
+                                      **history_state(result.history, result.train_returns)})
+            next_ckpt = _next_multiple(step, run.ckpt.every)
     progress.close()
     envs.close()
     result.seconds = progress.seconds()

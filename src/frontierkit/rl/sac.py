@@ -24,7 +24,9 @@ from ..config import require
 from ..track import NullTracker
 from .buffers import ReplayBuffer
 from .common import EnvConfig, EvalConfig, Progress, RLResult, evaluate_policy, save_policy, seed_everything
-from .envs import make_env, require_continuous, space_info
+from .envs import Recorded, make_env, require_continuous, space_info
+from .resume import CkptConfig, RunFolder, due, history_state, learner_state, load_history, load_learner_state, \
+    load_rng_state, rng_state
 from .losses import sac_actor_loss, sac_critic_loss, sac_temperature_loss, soft_q_target
 from .nets import EnsembleQ, TanhGaussianActor
 
@@ -81,6 +83,8 @@ class SACRunConfig:
     """SAC hyper-parameters"""
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(every=5_000))
     """periodic deterministic evaluation"""
+    ckpt: CkptConfig = field(default_factory=CkptConfig)
+    """resumable checkpoints (replay buffer included)"""
 
 
 def polyak_update(target: torch.nn.Module, source: torch.nn.Module, tau: float) -> None:
@@ -155,21 +159,40 @@ def model_config(algo: str, env_id: str, info: dict[str, Any], hidden: tuple[int
     return {"algo": algo, "policy": "tanh_gaussian", "env_id": env_id, "hidden": list(hidden), **info}
 
 
+def _restore(state: dict[str, Any], learner: Any, buffer: ReplayBuffer, env: Recorded, gen: torch.Generator,
+             result: RLResult) -> tuple[np.ndarray, float, int]:
+    """Load a checkpoint's state; returns (obs, return of the running episode, env step)."""
+    from ..errors import CheckpointError
+    load_learner_state(learner, state["learner"])
+    buffer.load_state(state["buffer"])
+    obs = env.restore(state["env"])
+    if not np.array_equal(obs, state["obs"].numpy()):
+        raise CheckpointError("replaying the checkpoint's actions did not reproduce its observation: "
+                              "the env is not deterministic given its seed, so this run cannot resume exactly")
+    load_rng_state(gen, state["rng"])
+    result.history, result.train_returns = load_history(state)
+    return state["obs"].numpy(), float(state["ep_return"]), int(state["step"])
+
+
 def train(run: SACRunConfig, out: str | Path | None = None, tracker: Any = None, quiet: bool = True,
           on_eval: Callable[[int, float, SACLearner, ReplayBuffer], None] | None = None) -> RLResult:
     """Train SAC on ``run.env.id``; ``on_eval(step, mean_return, learner, buffer)`` runs after each evaluation."""
     tracker = tracker or NullTracker()
     cfg, gen = run.sac, seed_everything(run.env)
-    env = make_env(run.env.id, seed=run.env.seed)
+    env = Recorded(make_env(run.env.id, seed=run.env.seed))
     info = space_info(env)
     require_continuous(info, run.env.id, "sac")
     learner = SACLearner(info["obs_dim"], info["act_dim"], info["low"], info["high"], cfg)
     buffer = ReplayBuffer(min(cfg.buffer_size, cfg.total_steps), info["obs_dim"], info["act_dim"])
     result = RLResult(learner.actor, model_config("sac", run.env.id, info, cfg.hidden))
     obs, _ = env.reset(seed=run.env.seed)
-    ep_return, stats = 0.0, {}
-    progress = Progress(cfg.total_steps, f"sac {run.env.id}", quiet)
-    for step in range(1, cfg.total_steps + 1):
+    ep_return, stats, start = 0.0, {}, 0
+    folder = RunFolder(out, "sac", run, result.model_config)
+    state = folder.resume()
+    if state is not None:  # continue exactly where the last checkpoint left off
+        obs, ep_return, start = _restore(state, learner, buffer, env, gen, result)
+    progress = Progress(cfg.total_steps, f"sac {run.env.id}", quiet, initial=start)
+    for step in range(start + 1, cfg.total_steps + 1):
         if step <= cfg.learning_starts:
             action = env.action_space.sample()
         else:
@@ -195,6 +218,11 @@ def train(run: SACRunConfig, out: str | Path | None = None, tracker: Any = None,
             tracker.log_metrics({"eval_return": mean, "eval_std": std}, step)
             if on_eval is not None:
                 progress.exclude(on_eval, step, mean, learner, buffer)
+        if out is not None and due(step, run.ckpt.every, step == cfg.total_steps):
+            folder.save(step, learner.actor, {"learner": learner_state(learner), "buffer": buffer.state(),
+                                              "rng": rng_state(gen), "env": env.state(), "ep_return": ep_return,
+                                              "obs": torch.from_numpy(np.array(obs, copy=True)),
+                                              **history_state(result.history, result.train_returns)})
     progress.close()
     env.close()
     result.seconds = progress.seconds()

@@ -64,6 +64,12 @@ class JsonlTracker(NullTracker):
         self._f.close()
 
 
+def _mlflow_name(key: str) -> str:
+    """A metric name MLflow accepts (alphanumerics, _ - . space :); e.g. eval/pgd20_acc@0.3 -> eval_pgd20_acc_0.3."""
+    import re
+    return re.sub(r"[^\w\-. :]", "_", key)
+
+
 class MlflowTracker(NullTracker):
     """MLflow with a sqlite backend under the runs folder (no server).
 
@@ -112,7 +118,7 @@ class MlflowTracker(NullTracker):
         self.logged = True
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        clean = {k.replace("/", "_"): float(v) for k, v in metrics.items() if math.isfinite(float(v))}
+        clean = {_mlflow_name(k): float(v) for k, v in metrics.items() if math.isfinite(float(v))}
         self.mlflow.log_metrics(clean, step=step)
         self.logged = True
 
@@ -132,6 +138,7 @@ class WandbTracker(NullTracker):
         os.environ.setdefault("WANDB_MODE", "offline")
         os.environ.setdefault("WANDB_SILENT", "true")
         wandb = require_extra("wandb", "track")
+        self.wandb = wandb
         self.run = wandb.init(project=project, name=run_name, dir=str(out), reinit=True)
 
     def log_params(self, params: dict[str, Any]) -> None:
@@ -145,6 +152,7 @@ class WandbTracker(NullTracker):
 
     def close(self, status: str = "FINISHED") -> None:
         self.run.finish(exit_code=0 if status == "FINISHED" else 1)
+        self.wandb.teardown()  # finish() returns before W&B's service has written the run log; wait for it
 
 
 _OPEN: list["MultiTracker"] = []
@@ -197,6 +205,30 @@ def make_tracker(kind: str, out: str | Path, run_name: str | None = None) -> Mul
     elif kind == "wandb":
         trackers.append(WandbTracker(out, run_name))
     return MultiTracker(trackers)
+
+
+def _row_step(line: str) -> float:
+    """A metrics row's step; a blank or half-written line (process killed mid-write) counts as after all."""
+    try:
+        return float(json.loads(line).get("step", 0))
+    except (json.JSONDecodeError, AttributeError):
+        return math.inf
+
+
+def truncate_metrics(out: str | Path, step: int) -> None:
+    """Drop rows of ``<out>/metrics.jsonl`` logged after ``step`` (by an attempt killed after its last
+    checkpoint), in place, so a resumed run appends to one history instead of starting a second."""
+    path = Path(out) / "metrics.jsonl"
+    if not path.is_file():
+        return
+    with open(path, "r+") as f:        # rewritten in place: an open append handle keeps appending at the end
+        lines = f.read().splitlines()
+        keep = [line for line in lines if _row_step(line) <= step]
+        if len(keep) == len(lines):
+            return
+        f.seek(0)
+        f.write("".join(line + "\n" for line in keep))
+        f.truncate()
 
 
 def read_metrics(out: str | Path) -> list[dict[str, float]]:

@@ -62,6 +62,9 @@ class TrainConfig:
     """strategy=deepspeed: path of the DeepSpeed JSON (e.g. configs/deepspeed/zero3_offload.json)"""
     cpu_offload: bool = False
     """strategy=fsdp: keep sharded parameters, gradients and optimizer state in CPU memory (FSDP2 CPUOffloadPolicy)"""
+    init_from: str = ""
+    """start from the weights of this saved model (run folder or model/ folder of the same kind and shape)
+    instead of a random init; ignored when the run folder already holds a checkpoint to resume"""
 
     def __post_init__(self) -> None:
         require(self.steps > 0, "train.steps", self.steps, "must be > 0")

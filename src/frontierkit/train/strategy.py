@@ -202,7 +202,8 @@ class Strategy:
         at any world size; returns the rest of ``trainer.pt`` (the loop's own state)."""
         if (path / DEEPSPEED_DIR).is_dir():
             raise CheckpointError(f"{path} was written by --strategy deepspeed; resume it with "
-                                  f"--strategy deepspeed at the same world size (or export its model.safetensors)")
+                                  f"--strategy deepspeed at the same world size, or start a new --out from its "
+                                  f"exported model with --init-from {path.parent.parent}")
         state = ckpt.load_trainer_state(path)
         optim = state.pop("optimizer", None)
         if (path / DCP_DIR).is_dir():
@@ -487,6 +488,9 @@ class DeepSpeedStrategy(_DistributedMixin, Strategy):
     supports_per_sample_grads = False  # the engine owns gradients (partitioned under ZeRO-2/3)
 
     def setup(self, model: nn.Module) -> None:
+        # DeepSpeed calls torch.distributed's deprecated *_tensor collectives on every step: one FutureWarning
+        # per call per rank floods the log with a message about DeepSpeed's internals, not the user's run
+        warnings.filterwarnings("ignore", message=r"`torch\.distributed\.\w+` is deprecated", category=FutureWarning)
         ds = require_extra("deepspeed", "deepspeed")
         self._init_group()
         ds.init_distributed(dist_backend=dist.get_backend(), verbose=False)
@@ -562,7 +566,8 @@ class DeepSpeedStrategy(_DistributedMixin, Strategy):
     def load_checkpoint(self, path: Path) -> dict[str, Any]:
         if not (path / DEEPSPEED_DIR).is_dir():
             raise CheckpointError(f"{path} was not written by --strategy deepspeed; DeepSpeed resumes only its "
-                                  f"own checkpoints (start it from the exported model.safetensors instead)")
+                                  f"own checkpoints: start a new --out from this run's exported model with "
+                                  f"--init-from {path.parent.parent}")
         state = ckpt.load_trainer_state(path)
         if state.get("world") != self.world:
             raise CheckpointError(f"{path} was saved by {state.get('world')} DeepSpeed ranks, this run has "
