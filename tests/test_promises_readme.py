@@ -37,6 +37,14 @@ SHORT: dict[str, list[str]] = {
     "frontier rl collect": ["--train-steps", "300", "--transitions", "400"],
     "frontier rl train iql": ["--iql.steps", "20", "--eval.episodes", "1"],
     "frontier rl eval": ["--episodes", "1"],
+    "frontier diffusion train": ["--train.steps", "2", "--train.warmup_steps", "0"],
+    "frontier diffusion sample": ["--steps", "2"],
+    "frontier agent eval": ["--limit", "3"],
+    "frontier science data burgers": ["--n", "40"],
+    "frontier science train fno": ["--data.n_train", "32", "--data.n_test", "8", "--train.steps", "2"],
+    "frontier compress prune --model runs/llm-tiny --heads": ["--calib-batches", "1"],
+    "frontier privacy dp-lm": ["--train.steps", "1", "--train.batch_size", "8", "--data.windows", "64",
+                               "--data.val_windows", "4"],
 }
 SKIPPED: dict[str, str] = {
     "make demo": "installs extras and runs the full tour (minutes); tests/test_tour*.py cover the tour",
@@ -46,6 +54,12 @@ SKIPPED: dict[str, str] = {
     "torchrun --nproc-per-node 2 -m frontierkit.cli llm train --config configs/llm/tiny.toml --strategy fsdp":
         "2-rank torchrun: tests/train/test_distributed.py (fsdp parity) and "
         "tests/test_promises_runs.py::test_torchrun_deepspeed_starts_from_init_from run it",
+    "frontier serve --model": "a server runs until stopped: tests/serve/test_serve_api.py starts `python -m "
+                              "frontierkit.serve` on a kit folder and drives it with the openai client",
+    "frontier agent run --base-url": "needs the server of the line above running: tests/agents/"
+                                     "test_agents_serve_integration.py::test_agent_against_real_frontier_serve",
+    "make flower-venv": "builds Flower's own venv (make test builds it too); tests/privacy/test_privacy_flower.py "
+                        "runs the federated command over Flower",
     "DS_ACCELERATOR=cpu torchrun": "2-rank DeepSpeed: tests/test_promises_runs.py::"
                                    "test_torchrun_deepspeed_starts_from_init_from runs this line's flags",
 }
