@@ -31,7 +31,9 @@ def test_train_ppo_then_eval_json(tmp_path, capsys):
     (["rl", "train", "ppo", "--ppo.gamma", "1.5"], "ppo.gamma"),
     (["rl", "eval", "--model", "nowhere"], "does not exist"),
 ])
-def test_user_errors_are_one_line(tmp_path, capsys, argv, message):
+def test_user_errors_are_one_line(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.npz").write_bytes(b"")          # exists, so sac's refusal (online) is what is tested
     assert main(argv + (["--out", str(tmp_path / "r"), "--tracker", "none"] if argv[1] == "train" else [])) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "Traceback" not in err and err.count("\n") == 0

@@ -242,7 +242,7 @@ def test_strategy_config_validation_names_the_field():
         from_dict(TrainConfig, {"strategy": "zero4"}, prefix="train.")
 
 
-def test_strategy_flag_maps_to_train_strategy():
+def test_strategy_flag_maps_to_train_strategy(tmp_path, monkeypatch):
     """``--strategy fsdp`` is an alias of ``--train.strategy fsdp`` on every run command."""
     import argparse
     from frontierkit.command import add_run_args, build_config, split_overrides
@@ -252,6 +252,8 @@ def test_strategy_flag_maps_to_train_strategy():
     split_overrides(args, rest)
     cfg = build_config(args)
     assert cfg.train.strategy == "fsdp" and cfg.train.steps == 50
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ds.json").write_text("{}")                  # --deepspeed-config must name an existing file
     args, rest = p.parse_known_args(["--strategy", "deepspeed", "--deepspeed-config", "ds.json"])
     split_overrides(args, rest)
     assert build_config(args).train.deepspeed_config == "ds.json"
