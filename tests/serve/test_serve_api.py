@@ -180,3 +180,54 @@ def test_full_queue_answers_429(serve_model_dir):
     state.engine.submit(Sequence([1, 2], SamplingParams()))       # engine not started: it stays queued
     r = TestClient(create_app(state)).post("/v1/completions", json={"prompt": "hi"})
     assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limit_exceeded"
+
+
+@pytest.mark.slow
+def test_hf_folder_served_over_http_matches_transformers_generate(tmp_path):
+    """Oracle: transformers `generate` (greedy, exact tokens) on a tiny random LlamaForCausalLM folder saved
+    with `save_pretrained` plus a tokenizer.json; the same folder served by a real server process and
+    queried through the official openai client returns those tokens' text, alone and with 8 sampled
+    requests in flight (the reference stops where the server stops: at <|endoftext|>)."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parents[1] / "llm"))
+    from conftest import start_server
+    from hf_util import load_hf, save_hf_model
+    from serve_util import make_tokenizer
+
+    tok = make_tokenizer()
+    path = save_hf_model("llama", tmp_path / "hf-llama", initializer_range=0.1, vocab_size=tok.get_vocab_size(),
+                         max_position_embeddings=384)
+    tok.save(str(path / "tokenizer.json"))
+    hf = load_hf(path)
+    eos = tok.token_to_id("<|endoftext|>")
+
+    def reference(prompt: str) -> str:
+        ids = tok.encode(prompt).ids
+        with torch.no_grad():
+            out = hf.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False, eos_token_id=None,
+                              pad_token_id=0)[0, len(ids):].tolist()
+        return tok.decode(out[:out.index(eos)] if eos in out else out)
+
+    proc, url = start_server(path)
+    try:
+        c = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=120)
+        name = c.models.list().data[0].id
+
+        def greedy(p):
+            return c.completions.create(model=name, prompt=p, max_tokens=12, temperature=0).choices[0].text
+
+        def noise(i):
+            return c.completions.create(model=name, prompt=PROMPTS[i % 5], max_tokens=6 + i, temperature=1.0,
+                                        seed=i).choices[0].text
+
+        alone = [greedy(p) for p in PROMPTS[:3]]
+        with ThreadPoolExecutor(11) as ex:
+            others = [ex.submit(noise, i) for i in range(8)]
+            busy = [f.result() for f in [ex.submit(greedy, p) for p in PROMPTS[:3]]]
+            assert all(isinstance(f.result(), str) for f in others)
+        assert alone == busy == [reference(p) for p in PROMPTS[:3]]
+        assert sum(len(t) for t in alone) > 20                     # real continuations, not empty answers
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
