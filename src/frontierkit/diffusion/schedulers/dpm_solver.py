@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ...config import ConfigError
-from .schedule import SchedulerBase, SchedulerOutput, x0_and_eps
+from .schedule import IndexedSchedulerBase, SchedulerOutput, x0_and_eps
 
 
 def _timesteps(spacing: str, T: int, n: int, steps_offset: int) -> np.ndarray:
@@ -30,7 +30,7 @@ def _alpha_sigma(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return alpha_t, sigma * alpha_t
 
 
-class DPMSolverMultistepScheduler(SchedulerBase):
+class DPMSolverMultistepScheduler(IndexedSchedulerBase):
     """DPM-Solver++ (2M, midpoint) with diffusers' ``DPMSolverMultistepScheduler`` interface."""
     defaults: dict[str, Any] = dict(
         num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear",
@@ -57,17 +57,6 @@ class DPMSolverMultistepScheduler(SchedulerBase):
         self.lower_order_nums = 0
         self._step_index: int | None = None
         self._begin_index: int | None = None
-
-    @property
-    def step_index(self) -> int | None:
-        return self._step_index
-
-    @property
-    def begin_index(self) -> int | None:
-        return self._begin_index
-
-    def set_begin_index(self, begin_index: int = 0) -> None:
-        self._begin_index = begin_index
 
     def set_timesteps(self, num_inference_steps: int, device: Any = None) -> None:
         """τ from ``timestep_spacing``; σ(τ) interpolated in t, then σ = 0 at the end."""

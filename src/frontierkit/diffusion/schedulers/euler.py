@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ...config import ConfigError
-from .schedule import SchedulerBase, SchedulerOutput, randn_like_diffusers
+from .schedule import IndexedSchedulerBase, SchedulerOutput, randn_like_diffusers
 
 
 def _spaced_float(spacing: str, T: int, n: int, steps_offset: int) -> np.ndarray:
@@ -24,7 +24,7 @@ def _spaced_float(spacing: str, T: int, n: int, steps_offset: int) -> np.ndarray
     return np.arange(T, 0, -T / n).round().copy().astype(np.float32) - 1                 # trailing
 
 
-class _SigmaScheduler(SchedulerBase):
+class _SigmaScheduler(IndexedSchedulerBase):
     """Common σ-space bookkeeping: σ per timestep, the running step index, input scaling 1/√(σ² + 1)."""
     sigma_terminal_fix = True
 
@@ -42,18 +42,6 @@ class _SigmaScheduler(SchedulerBase):
         """x_T ~ N(0, σ_max²) (+1 under leading spacing, whose first σ is not the schedule's last)."""
         s = self.sigmas.max()
         return s if self.config.timestep_spacing in ("linspace", "trailing") else (s ** 2 + 1) ** 0.5
-
-    @property
-    def step_index(self) -> int | None:
-        return self._step_index
-
-    @property
-    def begin_index(self) -> int | None:
-        return self._begin_index
-
-    def set_begin_index(self, begin_index: int = 0) -> None:
-        """img2img starts part way down the schedule."""
-        self._begin_index = begin_index
 
     def index_for_timestep(self, timestep: Any, schedule_timesteps: torch.Tensor | None = None) -> int:
         """Position of ``timestep`` in the schedule (the second hit when it repeats, as diffusers)."""

@@ -229,3 +229,21 @@ def randn_like_diffusers(shape: torch.Size, generator: torch.Generator | None, l
     """Gaussian noise drawn exactly as diffusers' ``randn_tensor`` draws it on CPU (same generator → same numbers)."""
     dev = generator.device if generator is not None else like.device
     return torch.randn(shape, generator=generator, device=dev, dtype=dtype or like.dtype).to(like.device)
+
+
+class IndexedSchedulerBase(SchedulerBase):
+    """Schedulers that walk their timesteps by index (Euler, DPM-Solver): diffusers' ``step_index`` and
+    ``begin_index`` (img2img starts part way down the schedule)."""
+    _step_index: int | None = None
+    _begin_index: int | None = None
+
+    @property
+    def step_index(self) -> int | None:
+        return self._step_index
+
+    @property
+    def begin_index(self) -> int | None:
+        return self._begin_index
+
+    def set_begin_index(self, begin_index: int = 0) -> None:
+        self._begin_index = begin_index
