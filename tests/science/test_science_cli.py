@@ -33,3 +33,28 @@ def test_science_eval_fno_reads_the_registry(tmp_path, monkeypatch, capsys):
     assert main(["science", "eval", "fno", "--model", str(tmp_path / "m")]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(out) == {"rel_l2@64"} and out["rel_l2@64"] > 0
+
+
+def test_science_train_schnet_then_eval_through_the_registry(tmp_path, monkeypatch, capsys):
+    """`train schnet` fits on MMFF94 conformers and reports held-out MAE; `eval schnet` reloads the saved model
+    through the registry (kind 'schnet', its run config naming the molecule) and reports the same MAE exactly."""
+    monkeypatch.setenv("FRONTIERKIT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    assert main(["science", "train", "schnet", "--out", str(out), "--tracker", "none", "--quiet",
+                 "--data.n_train", "8", "--data.n_test", "4", "--train.steps", "3", "--train.batch_size", "4",
+                 "--model.hidden_channels", "8", "--model.num_filters", "8", "--model.num_interactions", "1",
+                 "--model.num_gaussians", "8"]) == 0
+    trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert trained["labels"] == "MMFF94 (not DFT)" and trained["energy_mae"] > 0 and trained["force_mae"] > 0
+    assert main(["science", "eval", "schnet", "--model", str(out)]) == 0
+    evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert evaluated["smiles"] == "CCO" and evaluated["n_test"] == 4
+    assert evaluated["energy_mae"] == trained["energy_mae"] and evaluated["force_mae"] == trained["force_mae"]
+
+
+def test_science_data_refuses_a_bad_smiles(tmp_path, monkeypatch, capsys):
+    """An unparsable molecule is one line from DataError (exit 2) naming the value, not RDKit's log + traceback."""
+    monkeypatch.setenv("FRONTIERKIT_CACHE", str(tmp_path / "cache"))
+    assert main(["science", "data", "schnet", "--smiles", "C1CC(", "--n", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "smiles='C1CC('" in err[0]

@@ -1,6 +1,7 @@
-"""``frontier science {data,train,eval}``: simulate the PDE / particle data (cached), train an FNO
-(Li et al. 2021) on Burgers or Darcy or an EGNN (Satorras et al. 2021) on charged N-body with the
-kit's Trainer, and evaluate a saved model from the registry."""
+"""``frontier science {data,train,eval}``: simulate the PDE / particle / molecule data (cached), train an FNO
+(Li et al. 2021) on Burgers or Darcy, an EGNN (Satorras et al. 2021) on charged N-body or a SchNet
+(Schütt et al. 2017) on MMFF94-labelled conformers with the kit's Trainer, and evaluate a saved model
+from the registry."""
 from __future__ import annotations
 
 import argparse
@@ -10,16 +11,19 @@ import json
 def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     from .. import argtypes as at
     from ..command import add_run_args
-    from .train import EGNNRunConfig, FNORunConfig
+    from .train import EGNNRunConfig, FNORunConfig, SchNetRunConfig
 
     p = sub.add_parser(area, help=text, description=text)
     cmds = p.add_subparsers(dest="science_cmd", metavar="CMD")
     d = cmds.add_parser("data", help="simulate and cache a data set; prints its shapes, cache file and statistics")
-    d.add_argument("problem", choices=("burgers", "darcy", "nbody"))
-    d.add_argument("--n", type=at.integer(1, 1_000_000), default=None,
-                   help="samples (default: burgers 1100, darcy 600, nbody 3000)")
+    d.add_argument("problem", choices=("burgers", "darcy", "nbody", "mmff", "egnn", "schnet"),
+                   help="burgers / darcy (fno), nbody (egnn; alias egnn), mmff conformers (schnet; alias schnet)")
+    d.add_argument("--n", type=at.integer(1, 100_000), default=None,
+                   help="samples (default: burgers 1100, darcy 600, nbody 3000, mmff 800)")
+    d.add_argument("--smiles", type=at.text(200), default="CCO", help="mmff: the molecule (default ethanol)")
     d.set_defaults(func=data_cmd)
-    t = cmds.add_parser("train", help="train fno (Burgers/Darcy) or egnn (N-body); weights in <out>/model")
+    t = cmds.add_parser("train", help="train fno (Burgers/Darcy), egnn (N-body) or schnet (MMFF94 conformers); "
+                        "weights in <out>/model")
     tk = t.add_subparsers(dest="science_model", metavar="MODEL")
     f = tk.add_parser("fno", help="Fourier neural operator on --data.problem burgers|darcy")
     add_run_args(f, FNORunConfig, "science-fno")
@@ -27,9 +31,13 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     e = tk.add_parser("egnn", help="E(n)-equivariant GNN on charged 5-body trajectories")
     add_run_args(e, EGNNRunConfig, "science-egnn")
     e.set_defaults(func=train_egnn_cmd)
-    ev = cmds.add_parser("eval", help="test error of a saved fno (relative L2, also at finer grids) or egnn (MSE)")
-    ev.add_argument("kind", choices=("fno", "egnn"))
-    ev.add_argument("--model", required=True, metavar="DIR", type=at.model_folder(kind=("fno", "egnn")),
+    s = tk.add_parser("schnet", help="SchNet energy+force fit on MMFF94-labelled conformers (not DFT)")
+    add_run_args(s, SchNetRunConfig, "science-schnet")
+    s.set_defaults(func=train_schnet_cmd)
+    ev = cmds.add_parser("eval", help="test error of a saved fno (relative L2, also at finer grids), egnn (MSE) "
+                         "or schnet (energy / force MAE on held-out conformers)")
+    ev.add_argument("kind", choices=("fno", "egnn", "schnet"))
+    ev.add_argument("--model", required=True, metavar="DIR", type=at.model_folder(kind=("fno", "egnn", "schnet")),
                     help="run or model folder from `frontier science train`")
     ev.set_defaults(func=eval_cmd)
 
@@ -42,9 +50,14 @@ def data_cmd(args: argparse.Namespace) -> int:
     elif args.problem == "darcy":
         d = data.darcy(args.n or 600, 85)
         stats = {"fraction_a_high": float((d["a"] == 12).mean())}
-    else:
+    elif args.problem in ("nbody", "egnn"):
         d = data.nbody(args.n or 3000, "train")
         stats = {"mse_static": float(((d["loc"] - d["target"]) ** 2).mean())}
+    else:
+        from .train import SchNetDataConfig, schnet_data
+        d = schnet_data(SchNetDataConfig(smiles=args.smiles, n_train=args.n or 800), "train")
+        stats = {"labels": "MMFF94 (not DFT)", "energy_std_kcal_mol": float(d["energy"].std()),
+                 "force_std_kcal_mol_A": float(d["forces"].std())}
     print(json.dumps({"problem": args.problem, "shapes": {k: list(v.shape) for k, v in d.items()},
                       "cache": str(data.cache_dir() / "science"), **stats}))
     return 0
@@ -78,6 +91,25 @@ def train_egnn_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def train_schnet_cmd(args: argparse.Namespace) -> int:
+    from ..command import build_config, start_run
+    from ..config import to_dict
+    from .schnet import SchNet
+    from .train import eval_schnet_on, schnet_data, train_schnet
+    cfg = build_config(args)
+    run = start_run(args, cfg)
+    try:
+        import torch
+        torch.manual_seed(cfg.train.seed)                     # the initial weights
+        model = train_schnet(SchNet(cfg.model), schnet_data(cfg.data, "train"), run.out, rho=cfg.rho,
+                             train_cfg=cfg.train, run_config=to_dict(cfg), quiet=run.quiet, tracker=run.tracker)
+    finally:
+        run.tracker.close()
+    print(json.dumps({**eval_schnet_on(model, cfg.data), "labels": "MMFF94 (not DFT)",
+                      "model_dir": str(run.out / "model")}))
+    return 0
+
+
 def eval_cmd(args: argparse.Namespace) -> int:
     from ..config import from_dict
     from ..errors import CheckpointError
@@ -90,6 +122,12 @@ def eval_cmd(args: argparse.Namespace) -> int:
             raise CheckpointError(f"{args.model} has no run config naming its data; train it with "
                                   f"`frontier science train fno`")
         print(json.dumps(eval_fno(loaded.model, from_dict(FNODataConfig, run["data"], prefix="data."))))
+    elif args.kind == "schnet":
+        from .train import SchNetDataConfig, eval_schnet_on
+        data_cfg = from_dict(SchNetDataConfig, run["data"], prefix="data.") if "smiles" in run.get("data", {}) \
+            else SchNetDataConfig()
+        print(json.dumps({**eval_schnet_on(loaded.model, data_cfg), "smiles": data_cfg.smiles,
+                          "n_test": data_cfg.n_test, "labels": "MMFF94 (not DFT)"}))
     else:
         from .train import eval_nbody, nbody_tensors
         print(json.dumps({"test_mse": eval_nbody(loaded.model, nbody_tensors(2000, "test"))}))

@@ -210,10 +210,21 @@ def molecule(smiles: str = "CCO", seed: int = 0):
     """An RDKit molecule with hydrogens and one MMFF94-minimised 3-D conformer."""
     from ..errors import require_extra
     require_extra("rdkit", "science")
-    from rdkit import Chem
+    from rdkit import Chem, RDLogger
     from rdkit.Chem import AllChem
-    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
-    AllChem.EmbedMolecule(mol, randomSeed=seed)
+    from ..errors import DataError
+    RDLogger.DisableLog("rdApp.*")                                   # our one-line error instead of RDKit's log
+    try:
+        parsed = Chem.MolFromSmiles(smiles)
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+    if parsed is None:
+        raise DataError(f"smiles={smiles!r} is not a SMILES string RDKit can parse; give one such as CCO (ethanol)")
+    mol = Chem.AddHs(parsed)
+    if mol.GetNumAtoms() < 2 or AllChem.EmbedMolecule(mol, randomSeed=seed) != 0:
+        raise DataError(f"smiles={smiles!r}: RDKit cannot embed it in 3-D; give a small organic molecule such as CCO")
+    if not AllChem.MMFFHasAllMoleculeParams(mol):
+        raise DataError(f"smiles={smiles!r}: MMFF94 has no parameters for it; give a small organic molecule such as CCO")
     AllChem.MMFFOptimizeMolecule(mol)
     return mol
 

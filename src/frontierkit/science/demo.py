@@ -58,18 +58,24 @@ def _burgers_figure(model, data_cfg):
     return fig
 
 
-def _darcy_figure(model, data_cfg):
+def darcy_triptych(model, data_cfg, index: int = 0):
+    """Coefficient a, FD-solver truth u and the FNO's u on the 85 x 85 test grid (2x the 43 training grid)."""
     import matplotlib.pyplot as plt
     import torch
-    from .train import DARCY_U, fno_data
+    from .train import DARCY_A, DARCY_U, fno_data
     s = 85
     a, u = fno_data(data_cfg, "test", s)
     with torch.no_grad():
-        pred = model(a[:1])
+        pred = model(a[index:index + 1])
+    err = float(((pred[0] - u[index]).norm() / u[index].norm()))
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
-    for ax, img, title in zip(axes, (a[0, 0], u[0, 0] / DARCY_U, pred[0, 0] / DARCY_U),
-                              ("coefficient a", "truth u (FD solve)", f"FNO (trained at s={data_cfg.res})")):
-        im = ax.imshow(img, origin="lower", cmap="viridis")
+    coef = a[index, 0] * DARCY_A[1] + DARCY_A[0]                     # back to the coefficient's values {3, 12}
+    lim = (float(u[index].min()) / DARCY_U, float(u[index].max()) / DARCY_U)   # truth and prediction share a scale
+    for ax, img, title, (lo, hi) in zip(axes, (coef, u[index, 0] / DARCY_U, pred[0, 0] / DARCY_U),
+                                        ("coefficient a", "truth u (FD solve)",
+                                         f"FNO (trained at s={data_cfg.res}), rel L2 {err:.3f}"),
+                                        ((None, None), lim, lim)):
+        im = ax.imshow(img, origin="lower", cmap="viridis", vmin=lo, vmax=hi)
         ax.set_title(title, fontsize=9)
         ax.axis("off")
         fig.colorbar(im, ax=ax, fraction=0.046)
@@ -116,7 +122,8 @@ def tour(ctx: TourContext) -> Section:
     darcy = _cached_model("fno-darcy")
     if darcy is not None:
         dd = from_dict(FNODataConfig, darcy.run["data"], prefix="data.")
-        sec.figures.append(("Darcy triptych", _darcy_figure(darcy.model.eval(), dd)))
+        sec.figures.append(("Darcy triptych: coefficient, truth, FNO prediction zero-shot at 2x the training grid",
+                            darcy_triptych(darcy.model.eval(), dd)))
     fno = _results("science_fno")
     if fno:
         sec.tables.append((f"FNO vs CNN, relative L2 ({fno['date'][:10]}, {fno['command']})", fno["accuracy"]))

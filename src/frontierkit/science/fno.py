@@ -13,9 +13,15 @@ keeps ``n_modes[d]`` frequencies centred on 0 (``-(m // 2) .. m - m // 2 - 1``);
 normalised ``"forward"`` (1/n on the forward transform). Inside each block a channel MLP with a
 soft-gating skip follows the spectral layer (neuraloperator's default; ``use_channel_mlp=False``
 with ``lifting_channel_ratio=0`` is the paper's plain layer stack).
+
+Only the kept modes are used, so by default (``impl="auto"``) they are computed as matrix products with
+truncated DFT matrices rather than full ``rfftn``/``irfftn``: the same linear map (tested equal to the
+torch.fft path), far cheaper when few modes are kept and on grid sizes the FFT handles slowly (Darcy's
+prime 43).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -76,9 +82,11 @@ def kept_modes(n_modes: tuple[int, ...]) -> tuple[int, ...]:
 class SpectralConv(nn.Module):
     """``K v = irfftn(R . rfftn(v)|_modes)`` (Li et al. 2021, eq. 4-5) plus a per-channel bias."""
 
-    def __init__(self, in_channels: int, out_channels: int, n_modes: tuple[int, ...], fft_norm: str = "forward"):
+    def __init__(self, in_channels: int, out_channels: int, n_modes: tuple[int, ...], fft_norm: str = "forward",
+                 impl: str = "auto"):
         super().__init__()
         self.n_modes, self.fft_norm = tuple(n_modes), fft_norm
+        self.impl = impl   # "fft" (torch.fft), "dft" (truncated DFT matmuls) or "auto" (the cheaper, see _dft_is_cheaper)
         self.modes = kept_modes(self.n_modes)
         std = (2 / (in_channels + out_channels)) ** 0.5
         # complex R stored as (real, imag) pairs: (in, out, *modes, 2); mode axes of all but the last
@@ -95,27 +103,108 @@ class SpectralConv(nn.Module):
 
     def forward(self, x: torch.Tensor, output_shape: tuple[int, ...] | None = None) -> torch.Tensor:
         """(B, C_in, *S) -> (B, C_out, *S_out); S_out = output_shape (super-resolution) or S."""
-        dims = tuple(range(-len(self.modes), 0))
         S = tuple(x.shape[2:])
         S_out = tuple(output_shape) if output_shape is not None else S
-        x_hat = torch.fft.rfftn(x, dim=dims, norm=self.fft_norm)  # (B, C_in, *S[:-1], S[-1]//2+1)
-        fft_in = x_hat.shape[2:]
-        fft_out = (*S_out[:-1], S_out[-1] // 2 + 1)
+        fft_in, fft_out = (*S[:-1], S[-1] // 2 + 1), (*S_out[:-1], S_out[-1] // 2 + 1)
         for d, m in enumerate(self.modes):
             if m > fft_in[d] or m > fft_out[d]:
                 raise ValueError(f"resolution {S} -> {S_out} is too coarse for n_modes={self.n_modes}: "
                                  f"needs at least {m} frequencies along dimension {d}")
-        x_kept = x_hat
-        for d, n in enumerate(fft_in):                                                       # gather kept modes
-            x_kept = x_kept.index_select(2 + d, self._index(n, d).to(x.device))              # (B, C_in, *modes)
-        R = torch.view_as_complex(self.weight)                                                # (C_in, C_out, *modes)
+        use_fft = self.impl == "fft" or (self.impl == "auto" and not _dft_is_cheaper(S, S_out, self.modes))
+        x_kept = self._rfft_kept(x) if use_fft else self._dft_kept(x)                       # (B, C_in, *modes)
+        R = torch.view_as_complex(self.weight)                                               # (C_in, C_out, *modes)
         letters = "xyz"[:len(self.modes)]
-        out_hat = torch.einsum(f"bi{letters},io{letters}->bo{letters}", x_kept, R)           # (B, C_out, *modes)
-        for d, n in enumerate(fft_out):                                                      # scatter into zeros
+        out_hat = torch.einsum(f"bi{letters},io{letters}->bo{letters}", x_kept, R)          # (B, C_out, *modes)
+        y = self._irfft_kept(out_hat, S_out) if use_fft else self._idft_kept(out_hat, S_out)  # (B, C_out, *S_out)
+        return y + self.bias
+
+    def _rfft_kept(self, x: torch.Tensor) -> torch.Tensor:
+        """The kept modes of ``rfftn(x)`` by the FFT: (B, C, *S) -> (B, C, *modes) complex."""
+        dims = tuple(range(-len(self.modes), 0))
+        x_hat = torch.fft.rfftn(x, dim=dims, norm=self.fft_norm)                   # (B, C, *S[:-1], S[-1]//2+1)
+        for d, n in enumerate(x_hat.shape[2:]):
+            x_hat = x_hat.index_select(2 + d, self._index(n, d).to(x.device))       # (B, C, *modes)
+        return x_hat
+
+    def _irfft_kept(self, out_hat: torch.Tensor, S_out: tuple[int, ...]) -> torch.Tensor:
+        """``irfftn`` of the kept modes zero-padded to the full spectrum of S_out: (B, C, *modes) -> (B, C, *S_out)."""
+        dims = tuple(range(-len(self.modes), 0))
+        for d, n in enumerate((*S_out[:-1], S_out[-1] // 2 + 1)):                   # scatter into zeros
             shape = list(out_hat.shape)
             shape[2 + d] = n
-            out_hat = out_hat.new_zeros(shape).index_copy(2 + d, self._index(n, d).to(x.device), out_hat)
-        return torch.fft.irfftn(out_hat, s=S_out, dim=dims, norm=self.fft_norm) + self.bias  # (B, C_out, *S_out)
+            out_hat = out_hat.new_zeros(shape).index_copy(2 + d, self._index(n, d).to(out_hat.device), out_hat)
+        return torch.fft.irfftn(out_hat, s=S_out, dim=dims, norm=self.fft_norm)
+
+    def _dft_kept(self, x: torch.Tensor) -> torch.Tensor:
+        """The same kept modes as :meth:`_rfft_kept` as matrix products with the truncated DFT matrices
+        (only the kept frequencies are ever computed): (B, C, *S) -> (B, C, *modes) complex."""
+        nd = len(self.modes)
+        S = x.shape[2:]
+        if x.dtype in (torch.float16, torch.bfloat16):                                    # no complex half matmuls
+            x = x.float()
+        W = _dft(S[-1], self.modes[-1], True, True, self.fft_norm, x.dtype, x.device)      # (S_last, 2 m_last)
+        x_hat = torch.view_as_complex((x @ W).unflatten(-1, (-1, 2)))                      # (B, C, *S[:-1], m_last)
+        for d in range(nd - 2, -1, -1):                                                    # c2c on the other axes
+            E = _dft(S[d], self.modes[d], False, True, self.fft_norm, x.dtype, x.device)    # (S_d, m_d) complex
+            x_hat = _matmul_axis(x_hat, E, 2 + d)                                           # (B, C, ..., m_d, ...)
+        return x_hat
+
+    def _idft_kept(self, out_hat: torch.Tensor, S_out: tuple[int, ...]) -> torch.Tensor:
+        """``irfftn`` of the zero-padded kept modes as matrix products with inverse DFT matrices:
+        (B, C, *modes) complex -> (B, C, *S_out) real."""
+        nd = len(self.modes)
+        dt = out_hat.real.dtype
+        for d in range(nd - 1):
+            G = _dft(S_out[d], self.modes[d], False, False, self.fft_norm, dt, out_hat.device)  # (m_d, S_d) complex
+            out_hat = _matmul_axis(out_hat, G, 2 + d)                                        # (B, C, ..., S_d, ...)
+        G = _dft(S_out[-1], self.modes[-1], True, False, self.fft_norm, dt, out_hat.device)     # (2 m_last, S_last)
+        return torch.view_as_real(out_hat).flatten(-2) @ G                                    # (B, C, *S_out)
+
+
+def _matmul_axis(x: torch.Tensor, M: torch.Tensor, dim: int) -> torch.Tensor:
+    """Apply M (n, n') along axis ``dim`` of x as one 2-D matrix product (no batched loop): (..., n, ...) -> (..., n', ...)."""
+    xm = x.movedim(dim, -1)
+    lead = xm.shape[:-1]
+    return (xm.reshape(-1, xm.shape[-1]) @ M).reshape(*lead, M.shape[1]).movedim(-1, dim)
+
+
+def _dft_is_cheaper(S: tuple[int, ...], S_out: tuple[int, ...], modes: tuple[int, ...]) -> bool:
+    """Truncated-DFT matmuls cost ~ n * m per axis against ~ 5 n log2 n for an FFT (more on sizes with large
+    prime factors, e.g. Darcy's 43 and 85): use them while every axis keeps few modes."""
+    return all(m <= 4 * math.log2(max(n, n_out, 2)) for m, n, n_out in zip(modes, S, S_out))
+
+
+@functools.lru_cache(maxsize=64)
+def _dft(n: int, m: int, last: bool, forward: bool, norm: str, dtype: torch.dtype, device: torch.device
+         ) -> torch.Tensor:
+    """Truncated DFT matrix of an axis of size n keeping m frequencies (in SpectralConv's weight order).
+
+    forward: ``e^{-2 pi i k t / n}`` (n, m) with the forward normalisation; inverse: ``e^{+2 pi i k t / n}`` (m, n).
+    The last (rfft) axis keeps k = 0 .. m-1 and is real-valued: forward (n, 2m) giving interleaved (re, im);
+    inverse (2m, n) mapping interleaved (re, im) to ``Re sum_k w_k X_k e^{2 pi i k t / n}``, w_k = 2 except for
+    k = 0 and the Nyquist frequency (whose imaginary parts irfft ignores, as here through Re)."""
+    k = torch.arange(m, dtype=torch.int64) if last else torch.arange(-(m // 2), m - m // 2, dtype=torch.int64)
+    t = torch.arange(n, dtype=torch.int64)
+    angle = (2 * math.pi / n) * ((t[:, None] * k[None, :]) % n).double()                # (n, m), exact phase
+    scale = {"forward": (1.0 / n, 1.0), "backward": (1.0, 1.0 / n), "ortho": (n ** -0.5, n ** -0.5)}[norm]
+    if forward:
+        E = torch.polar(torch.full_like(angle, scale[0]), -angle)                        # (n, m)
+        if last:
+            return torch.view_as_real(E).flatten(-2).to(dtype=dtype, device=device)        # (n, 2m)
+        return E.to(dtype=_complex(dtype), device=device)
+    G = torch.polar(torch.full_like(angle, scale[1]), angle).T                            # (m, n)
+    if not last:
+        return G.to(dtype=_complex(dtype), device=device).contiguous()
+    w = torch.full((m, 1), 2.0, dtype=torch.float64)
+    w[0] = 1.0
+    if n % 2 == 0 and m == n // 2 + 1:
+        w[-1] = 1.0
+    G = G * w
+    return torch.stack([G.real, -G.imag], dim=1).flatten(0, 1).to(dtype=dtype, device=device)  # (2m, n)
+
+
+def _complex(dtype: torch.dtype) -> torch.dtype:
+    return torch.cdouble if dtype == torch.float64 else torch.cfloat
 
 
 def pointwise(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:

@@ -17,9 +17,11 @@ from torch import nn
 from ..config import require
 from ..train import TrainConfig
 from .egnn import EGNNConfig
+from .schnet import SchNetConfig
 from .fno import FNO, FNOConfig
 
-__all__ = ["FNODataConfig", "FNORunConfig", "eval_fno", "fno_data", "relative_l2", "train_fno"]
+__all__ = ["FNODataConfig", "FNORunConfig", "SchNetDataConfig", "SchNetRunConfig", "eval_fno", "eval_schnet_on",
+           "fno_data", "relative_l2", "schnet_data", "train_fno", "train_schnet"]
 
 SOLVE_RES = {"burgers": 1024, "darcy": 85}
 """resolution each problem is solved at (Burgers subsampled from it; Darcy also solved at 169 for tests)"""
@@ -270,8 +272,10 @@ def eval_schnet(model: nn.Module, z: torch.Tensor, pos: torch.Tensor, energy: to
 
 
 def train_schnet(model: nn.Module, train: dict[str, Any], out: str | Path, *, steps: int = 300, batch_size: int = 32,
-                 lr: float = 1e-3, seed: int = 0, quiet: bool = True, tracker: Any = None) -> nn.Module:
-    """Fit SchNet to conformers (dict z, pos, energy, forces as numpy) with the energy+force loss and the Trainer."""
+                 lr: float = 1e-3, seed: int = 0, quiet: bool = True, tracker: Any = None, rho: float = 0.01,
+                 train_cfg: TrainConfig | None = None, run_config: dict[str, Any] | None = None) -> nn.Module:
+    """Fit SchNet to conformers (dict z, pos, energy, forces as numpy) with the energy+force loss and the Trainer
+    (``train_cfg`` replaces steps / batch_size / lr / seed when given)."""
     from ..config import to_dict
     from ..data import TensorBatches
     from ..train import Trainer
@@ -280,11 +284,63 @@ def train_schnet(model: nn.Module, train: dict[str, Any], out: str | Path, *, st
     with torch.no_grad():                                   # per-atom offset and scale from the training set
         model.energy_shift.fill_(float(energy.mean()) / len(z))
         model.energy_scale.fill_(float(forces.std()))
-    cfg = TrainConfig(steps=steps, batch_size=min(batch_size, len(pos)), lr=lr, weight_decay=0.0, warmup_steps=0,
-                      min_lr_ratio=0.02, log_every=50, grad_clip=0.0, seed=seed)
-    torch.manual_seed(seed)
-    Trainer(model, lambda m, b: energy_force_loss(m, b, z), TensorBatches(pos, energy, forces,
-            batch_size=cfg.batch_size, seed=seed), cfg, out=out, tracker=tracker,
-            run_config={"train": to_dict(cfg), "data": {"n_train": len(pos)}},
+    cfg = train_cfg or TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=0.0, warmup_steps=0,
+                                   min_lr_ratio=0.02, log_every=50, grad_clip=0.0, seed=seed)
+    if cfg.batch_size > len(pos):
+        from dataclasses import replace
+        cfg = replace(cfg, batch_size=len(pos))
+    torch.manual_seed(cfg.seed)
+    Trainer(model, lambda m, b: energy_force_loss(m, b, z, rho), TensorBatches(pos, energy, forces,
+            batch_size=cfg.batch_size, seed=cfg.seed), cfg, out=out, tracker=tracker,
+            run_config=run_config or {"train": to_dict(cfg), "data": {"n_train": len(pos)}},
             model_config=to_dict(model.config), quiet=quiet, progress_desc="schnet").fit(resume=False)
     return model
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchNetDataConfig:
+    """Conformers of one molecule from MMFF94 molecular dynamics, labelled by MMFF94 (not DFT)."""
+    smiles: str = "CCO"
+    """the molecule (default ethanol, as MD17's)"""
+    n_train: int = 800
+    """training conformers (every 10th MD frame of trajectory seed 0)"""
+    n_test: int = 200
+    """held-out conformers (a separate trajectory, seed 1)"""
+    temperature: float = 500.0
+    """MD temperature in K"""
+
+    def __post_init__(self) -> None:
+        require(bool(self.smiles.strip()), "data.smiles", self.smiles, "a SMILES string such as CCO")
+        require(1 <= self.n_train <= 100_000, "data.n_train", self.n_train, "1 .. 100000 conformers")
+        require(1 <= self.n_test <= 100_000, "data.n_test", self.n_test, "1 .. 100000 conformers")
+        require(0 < self.temperature <= 5000, "data.temperature", self.temperature, "0 < T <= 5000 K")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchNetRunConfig:
+    """``frontier science train schnet``: energy+force fit on MMFF94 conformers (Schütt et al. 2017, Sec. 4.2)."""
+    data: SchNetDataConfig = field(default_factory=SchNetDataConfig)
+    model: SchNetConfig = field(default_factory=SchNetConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=600, batch_size=32, lr=3e-3, weight_decay=0.0,
+                                                                   warmup_steps=0, min_lr_ratio=0.02, log_every=50,
+                                                                   grad_clip=0.0))
+    rho: float = 0.01
+    """energy weight of the loss rho |E - E_hat|^2 + |F - F_hat|^2 (paper: 0.01)"""
+
+    def __post_init__(self) -> None:
+        require(0 <= self.rho <= 1e6, "rho", self.rho, "a non-negative energy weight")
+
+
+def schnet_data(cfg: SchNetDataConfig, split: Literal["train", "test"]) -> dict[str, np.ndarray]:
+    """The conformers of ``split`` (numpy dict z, masses, pos, energy, forces), simulated once and cached."""
+    from . import data
+    if split == "train":
+        return data.mmff_conformers(cfg.smiles, n=cfg.n_train, temperature=cfg.temperature, every=10, seed=0)
+    return data.mmff_conformers(cfg.smiles, n=cfg.n_test, temperature=cfg.temperature, every=10, seed=1)
+
+
+def eval_schnet_on(model: nn.Module, cfg: SchNetDataConfig) -> dict[str, float]:
+    """Energy / force MAE of ``model`` on the held-out conformers of cfg."""
+    test = schnet_data(cfg, "test")
+    z = torch.from_numpy(test["z"]).long()
+    return eval_schnet(model, z, *(torch.from_numpy(test[k]).float() for k in ("pos", "energy", "forces")))
