@@ -18,7 +18,11 @@ def frontier(argv: list[str], capsys) -> tuple[int, str, str]:
     """``frontier`` with the agents area only (other areas' state cannot break this test), main()'s handling."""
     p = FrontierParser(prog="frontier")
     register(p.add_subparsers(dest="area"), "agents", "agents")
-    args = p.parse_args(argv)
+    try:
+        args = p.parse_args(argv)                       # typed arguments (frontierkit.argtypes) fail here
+    except SystemExit as e:
+        out = capsys.readouterr()
+        return int(e.code), out.err, out.err
     try:
         rc = args.func(args)
     except USER_ERRORS as e:
@@ -54,7 +58,9 @@ def test_agent_eval_oracles(tmp_path, capsys):
     (["agent", "run", "--model", "not-a-dir", "--task", "x"], "is not a folder"),
     (["agent", "run", "--model", "m", "--base-url", "http://127.0.0.1:9/v1", "--task", "x", "--tools", "calculator"],
      "cannot reach the endpoint"),
-    (["agent", "run", "--model", "m", "--base-url", "http://x", "--task", "x", "--tools", "web"], "--tools web unknown"),
+    (["agent", "run", "--model", "m", "--base-url", "http://x", "--task", "x", "--tools", "web"], "--tools web is invalid"),
+    (["agent", "run", "--model", "m", "--task", "x", "--max-steps", "0"], "--max-steps 0 is invalid: an integer in"),
+    (["agent", "run", "--model", "m", "--task", "x", "--base-url", "ftp://h"], "--base-url ftp://h is invalid"),
     (["agent", "eval", "--model", "oracle", "--trials", "0"], "--trials 0 is invalid"),
 ])
 def test_bad_input_is_one_line(argv, needle, capsys, tmp_path):

@@ -107,3 +107,37 @@ def test_tiny_random_kit_model_tool_calls_always_parse_and_validate(tok, tmp_pat
         validate(json.loads(call.arguments), spec["parameters"])
         names.add(call.name)
     assert len(names) >= 2                                   # not one forced output
+
+
+def test_tiny_random_kit_model_react_actions_always_parse_and_validate(tok, tmp_path):
+    """ReAct under the grammar (``react_tree``): over 6 random tiny kit LLaMAs, every completion parses as
+    Thought + Action/Action Input or Final Answer, and every Action Input validates against its tool's schema."""
+    from frontierkit import models
+    from frontierkit.agents.backends import KitBackend
+    from frontierkit.agents.loops import Agent, parse_react
+    shop = Shop()
+    tools = [calculator, *shop.tools.values()]
+    params = {t.name: t.parameters for t in tools}
+    cfg = dict(family="llama", vocab_size=512, n_layers=2, n_heads=4, n_kv_heads=2, d_model=64, d_ff=128,
+               max_seq_len=2048)
+    torch.manual_seed(0)
+    models.save(models.build("llm", cfg), tmp_path, kind="llm", config=cfg)
+    tok.save(str(tmp_path / "tokenizer.json"))
+    backend = KitBackend(tmp_path, max_new_tokens=40, max_thought=12)
+    names, finals = set(), 0
+    for seed in range(6):
+        torch.manual_seed(seed)
+        for p in backend.model.parameters():
+            p.data.normal_(0, 0.5)
+        res = Agent(backend, tools, loop="react", max_steps=2).run(f"task {seed}: refund order 105")
+        for m in res.messages:
+            if m["role"] != "assistant":
+                continue
+            thought, action, args, answer = parse_react(m["content"])
+            assert m["content"].startswith("Thought: ") and (action is None) != (answer is None), m["content"]
+            if action is not None:
+                validate(json.loads(args), params[action], where=action)
+                names.add(action)
+            finals += answer is not None
+        assert not any("could not parse" in e.get("text", "") for e in res.trace)
+    assert len(names) >= 2                                   # several tools chosen: not one forced output

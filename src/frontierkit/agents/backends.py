@@ -51,6 +51,12 @@ class Backend:
              stop: list[str] | None = None) -> Reply:
         raise NotImplementedError
 
+    def react_step(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+                   stop: list[str] | None = None) -> Reply:
+        """One ReAct completion (Thought / Action / Action Input, or Final Answer) as free text; the tools are
+        described in the prompt, so only a backend that constrains its decoding looks at ``tools``."""
+        return self.chat(messages, None, stop=stop)
+
 
 class OpenAIBackend(Backend):
     """An OpenAI-compatible ``/v1/chat/completions`` endpoint through the official client.
@@ -124,7 +130,7 @@ class KitBackend(Backend):
     """A kit LM in-process: greedy decoding with a KV cache; when tools are offered and no tool result is
     in the conversation yet, the reply is a tool call decoded under the tools' JSON-schema grammar."""
 
-    def __init__(self, path: str | Path, max_new_tokens: int = 96, constrained: bool = True):
+    def __init__(self, path: str | Path, max_new_tokens: int = 96, constrained: bool = True, max_thought: int = 200):
         from .. import models
         loaded = models.open_model(path, tags={"lm"}, what="frontier agent --model DIR")
         tok_file = loaded.path / "tokenizer.json"
@@ -134,7 +140,7 @@ class KitBackend(Backend):
         from tokenizers import Tokenizer
         self.model, self.tokenizer = loaded.model.eval(), Tokenizer.from_file(str(tok_file))
         self.name = f"kit:{loaded.path}"
-        self.max_new_tokens, self.constrained = max_new_tokens, constrained
+        self.max_new_tokens, self.constrained, self.max_thought = max_new_tokens, constrained, max_thought
         self._vocab = None
         self._grammars: dict[str, Any] = {}
 
@@ -175,6 +181,22 @@ class KitBackend(Backend):
                              max_new_tokens=budget)
         call = json.loads(text)
         return Reply("", [ToolCall("call_0", call["name"], json.dumps(call["arguments"]))])
+
+    def react_step(self, messages, tools=None, stop=None) -> Reply:
+        """A ReAct step decoded under :func:`~.grammar.react_tree`: the Action is one of ``tools`` and its
+        Action Input follows that tool's JSON schema, so every action a kit model writes parses and validates."""
+        if not (tools and self.constrained):
+            return super().react_step(messages, tools, stop)
+        from .grammar import Grammar, Matcher, react_tree, tool_call_schema
+        key = f"react{self.max_thought}:" + json.dumps(tools, sort_keys=True)
+        if key not in self._grammars:
+            longest_action = max(Grammar(tool_call_schema([t])).distance(0) for t in tools)   # shortest call of each
+            self._grammars[key] = (Grammar(tree=react_tree(tools, self.max_thought)), longest_action)
+        g, need = self._grammars[key]
+        budget = int(max(self.max_new_tokens, self.max_thought + need + 32))   # room for any thought and call
+        text = self.generate(render_chat(messages), matcher=Matcher(g, self.vocab(), self.eos_id),
+                             max_new_tokens=budget)
+        return Reply(text)
 
     def chat(self, messages, tools=None, stop=None) -> Reply:
         prompt = render_chat(messages, tools)

@@ -7,6 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .. import argtypes as at
+
 TOOLSETS = ("calculator", "python", "search", "shop")
 
 
@@ -15,30 +17,70 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     cmds = p.add_subparsers(dest="agents_cmd", metavar="CMD")
     r = cmds.add_parser("run", help="run one task with tools; prints the answer, saves trace.jsonl/trace.md")
     _backend_args(r)
-    r.add_argument("--task", required=True, help="what the agent should do")
-    r.add_argument("--tools", default="calculator,python,search",
+    r.add_argument("--task", required=True, type=at.text(20_000), help="what the agent should do")
+    r.add_argument("--tools", default="calculator,python,search", type=_toolsets(),
                    help=f"comma-separated tool sets among {', '.join(TOOLSETS)} (default calculator,python,search)")
     r.add_argument("--loop", default="function_calling", choices=("function_calling", "react", "plan_execute"))
-    r.add_argument("--max-steps", type=int, default=10, help="model turns before the run is stopped")
-    r.add_argument("--out", default="runs/agents-run", help="folder for trace.jsonl and trace.md")
+    r.add_argument("--max-steps", type=at.integer(1, 1000), default=10, help="model turns before the run is stopped")
+    r.add_argument("--out", default="runs/agents-run", type=at.out_dir(), help="folder for trace.jsonl and trace.md")
     r.set_defaults(func=run_cmd)
     e = cmds.add_parser("eval", help="score a backend: shop tasks (pass^k) or the BFCL-style set (AST checker)")
     _backend_args(e, policies=True)
     e.add_argument("--suite", choices=("shop", "bfcl"), default="shop")
-    e.add_argument("--trials", type=int, default=4, help="shop: trials per task (pass^k for k = 1..trials)")
-    e.add_argument("--limit", type=int, default=None, help="only the first N tasks/questions")
-    e.add_argument("--out", default="runs/agents-eval", help="folder for results.json")
+    e.add_argument("--trials", type=at.integer(1, 64), default=4, help="shop: trials per task (pass^k for k = 1..trials)")
+    e.add_argument("--limit", type=at.integer(1, 1_000_000), default=None, help="only the first N tasks/questions")
+    e.add_argument("--out", default="runs/agents-eval", type=at.out_dir(), help="folder for results.json")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=eval_cmd)
 
 
 def _backend_args(p: argparse.ArgumentParser, policies: bool = False) -> None:
     extra = " or 'oracle'/'random' (scripted policies)" if policies else ""
-    p.add_argument("--model", required=True, metavar="NAME|DIR",
+    p.add_argument("--model", required=True, metavar="NAME|DIR", type=_model_arg(policies),
                    help=f"endpoint model name (with --base-url), or a kit LM folder{extra}")
-    p.add_argument("--base-url", default=None, metavar="URL",
+    p.add_argument("--base-url", default=None, metavar="URL", type=_url(),
                    help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (key: $OPENAI_API_KEY)")
-    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--temperature", type=at.number(0, 2), default=0.0, help="sampling temperature (endpoints)")
+
+
+def _model_arg(policies: bool) -> at.ArgType:
+    """An endpoint model name, 'oracle'/'random' (eval), or an existing folder holding a kit LM (checked at parse
+    time through the registry); a name that is no folder is taken as an endpoint model (needs --base-url)."""
+    names = ("oracle", "random") if policies else ()
+    folder = at.model_folder(tags="lm", what="frontier agents --model DIR")
+    allowed = "an endpoint model name" + (", 'oracle', 'random'" if policies else "") + " or a kit LM folder"
+
+    def convert(s: str) -> str:
+        if s in names:
+            return s
+        if not s.strip() or len(s) > 4096 or not s.isprintable():
+            raise at._bad(s, allowed)
+        return folder(s) if at._is("exists", Path(s)) else s
+    return at.ArgType("model-or-name", allowed, convert, names=names, model_kind=None, tags="lm")
+
+
+def _url() -> at.ArgType:
+    """An http(s) URL."""
+    allowed = "an http:// or https:// URL, e.g. http://127.0.0.1:8000/v1"
+
+    def convert(s: str) -> str:
+        rest = s.split("://", 1)[-1]
+        if not s.startswith(("http://", "https://")) or not rest or not s.isprintable() or " " in s:
+            raise at._bad(s, allowed)
+        return s
+    return at.ArgType("text", allowed, convert, max_len=4096)
+
+
+def _toolsets() -> at.ArgType:
+    """Comma-separated names among TOOLSETS."""
+    allowed = f"comma-separated tool sets among {', '.join(TOOLSETS)}"
+
+    def convert(s: str) -> str:
+        names = [n.strip() for n in s.split(",") if n.strip()]
+        if not names or any(n not in TOOLSETS for n in names):
+            raise at._bad(s, allowed)
+        return s
+    return at.ArgType("text", allowed, convert, max_len=1000)
 
 
 def _backend(args: argparse.Namespace):
@@ -73,10 +115,7 @@ def _tools(spec: str) -> tuple[list, object]:
 
 
 def run_cmd(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
     from .loops import Agent
-    if args.max_steps < 1:
-        raise ConfigError(f"--max-steps {args.max_steps} is invalid: must be >= 1")
     tools, shop = _tools(args.tools)
     agent = Agent(_backend(args), tools, loop=args.loop, max_steps=args.max_steps)
     res = agent.run(args.task, out=args.out)
@@ -89,10 +128,7 @@ def run_cmd(args: argparse.Namespace) -> int:
 
 
 def eval_cmd(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
     from .backends import PolicyBackend
-    if args.trials < 1:
-        raise ConfigError(f"--trials {args.trials} is invalid: must be >= 1")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.suite == "shop":

@@ -85,6 +85,32 @@ def tool_call_schema(tools: Sequence[dict[str, Any]]) -> dict[str, Any]:
                        "required": ["name", "arguments"]} for t in tools]}
 
 
+THOUGHT_CHAR: Node = ("cls", True, ((0x00, 0x1F), (0x3A, 0x3A)))
+"""Any character on one line except ':' (so a thought can never spell a field such as 'Final Answer:')."""
+LINE_CHAR: Node = ("cls", True, ((0x00, 0x1F),))
+"""Any character on one line."""
+
+
+def at_most(node: Node, n: int) -> Node:
+    """``node{0,n}`` as nested optionals (linear in n: ``(a(a(a)?)?)?``)."""
+    out: Node = ("opt", node)
+    for _ in range(n - 1):
+        out = ("opt", ("seq", [node, out]))
+    return out
+
+
+def react_tree(tools: Sequence[dict[str, Any]], max_thought: int = 200) -> Node:
+    """One ReAct step (Yao et al. 2023, "ReAct", Fig. 1 format) as a regular grammar:
+    ``Thought: <line of at most max_thought chars>\n`` then ``Action: <tool>\nAction Input: <JSON of that
+    tool's parameters>`` or ``Final Answer: <line>``; the Action Input is the tool's schema grammar, so every
+    action parses and validates."""
+    actions = [("seq", [("lit", f"{t['function']['name']}\nAction Input: "),
+                        schema_to_tree(t["function"].get("parameters", {"type": "object"}))]) for t in tools]
+    final = ("seq", [("lit", "Final Answer: "), LINE_CHAR, ("star", LINE_CHAR)])
+    body = ("alt", [("seq", [("lit", "Action: "), ("alt", actions)]), final]) if actions else final
+    return ("seq", [("lit", "Thought: "), at_most(THOUGHT_CHAR, max_thought), ("lit", "\n"), body])
+
+
 _META = set("\\.^$|?*+()[]{}/")
 
 

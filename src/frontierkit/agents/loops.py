@@ -148,8 +148,9 @@ def react(backend: Backend, tools: dict[str, Tool], task: str, max_steps: int = 
                                  tools="\n".join(f"- {t.name}: {t.description} arguments: "
                                                  f"{json.dumps(t.parameters['properties'])}" for t in tools.values()))
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}, {"role": "user", "content": task}]
+    specs = [t.spec() for t in tools.values()] or None
     for step in range(max_steps):
-        text = backend.chat(messages, None, stop=["Observation:"]).content
+        text = backend.react_step(messages, specs, stop=["Observation:"]).content   # kit: grammar-constrained
         thought, action, args, answer = parse_react(text)
         messages.append({"role": "assistant", "content": text})
         if thought:

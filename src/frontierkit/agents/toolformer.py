@@ -28,9 +28,10 @@ CHARS = "\n" + "".join(sorted(set(" .?:=[]()+-*→0123456789" + "".join(NAMES) +
 PAD = 0
 
 
-def make_problem(rng: random.Random, digits: int | None = None) -> tuple[str, str, int]:
-    """(question, expression, result): +, - or * of two operands of ``digits`` digits (random 1-6 if None)."""
-    da, db = (digits, digits) if digits else (rng.randint(1, 6), rng.randint(1, 6))
+def make_problem(rng: random.Random, digits: int | None = None, max_digits: int = 6) -> tuple[str, str, int]:
+    """(question, expression, result): +, - or * of two operands of ``digits`` digits (each random in
+    1..max_digits if None)."""
+    da, db = (digits, digits) if digits else (rng.randint(1, max_digits), rng.randint(1, max_digits))
     a = rng.randint(10 ** (da - 1) if da > 1 else 0, 10 ** da - 1)
     b = rng.randint(10 ** (db - 1) if db > 1 else 0, 10 ** db - 1)
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
@@ -75,6 +76,7 @@ class ProblemBatches:
     batch_size: int = 32
     seq_len: int = 112
     seed: int = 0
+    max_digits: int = 6
     units = "examples"
 
     def batch(self, i: int, rank: int = 0, world: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,7 +85,7 @@ class ProblemBatches:
         x = torch.full((self.batch_size, self.seq_len), PAD, dtype=torch.long)
         y = torch.full((self.batch_size, self.seq_len), -100, dtype=torch.long)
         for r in range(self.batch_size):
-            q, expr, res = make_problem(rng)
+            q, expr, res = make_problem(rng, max_digits=self.max_digits)
             prompt, ans = tok.encode(q + "\n"), tok.encode(answer_text(expr, res, self.annotated))
             ids = (prompt + ans)[: self.seq_len + 1]
             x[r, : len(ids) - 1] = torch.tensor(ids[:-1])
@@ -107,9 +109,13 @@ def model_config(d_model: int = 64, n_layers: int = 2) -> dict[str, Any]:
                 max_seq_len=128)
 
 
-def train(annotated: bool, out: str | Path, steps: int = 1500, batch_size: int = 32, lr: float = 3e-3,
-          seed: int = 0, quiet: bool = True, d_model: int = 64, n_layers: int = 2):
-    """Train one model (annotated or plain) with the shared Trainer; returns the module."""
+def train(annotated: bool, out: str | Path, steps: int = 1500, batch_size: int = 32, lr: float = 5e-3,
+          seed: int = 0, quiet: bool = True, d_model: int = 64, n_layers: int = 2, max_digits: int = 6):
+    """Train one model (annotated or plain) with the shared Trainer; returns the module.
+
+    The recipe matters: copying the operands into the call is an induction-head skill that appears in a sudden
+    drop of the loss (Olsson et al. 2022) after ~400-600 steps at batch 32 and lr 5e-3; 400 steps at batch 16 and
+    lr 3e-3 (the first attempt) stop before it, and every condition then scores ~0."""
     from .. import models
     from ..train import TrainConfig, Trainer
     torch.manual_seed(seed)
@@ -117,7 +123,8 @@ def train(annotated: bool, out: str | Path, steps: int = 1500, batch_size: int =
     model = models.build("llm", cfg)
     tcfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(100, steps // 10),
                        weight_decay=0.0, seed=seed, log_every=max(steps // 20, 1))
-    Trainer(model, loss_fn, ProblemBatches(annotated, batch_size, seed=seed), tcfg, out=out, model_config=cfg,
+    data = ProblemBatches(annotated, batch_size, seed=seed, max_digits=max_digits)
+    Trainer(model, loss_fn, data, tcfg, out=out, model_config=cfg,
             quiet=quiet, progress_desc="toolformer" + ("" if annotated else "-plain")).fit(resume=False)
     return model.eval()
 
