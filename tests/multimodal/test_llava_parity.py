@@ -95,3 +95,44 @@ def test_registry_round_trips_llava(tmp_path):
     pixels = torch.rand(2, 3, 16, 16)
     with torch.no_grad():
         assert torch.equal(again(ids, pixels, valid), ours(ids, pixels, valid))
+
+
+@pytest.mark.parametrize("layer,select", [(-2, "default"), ([-2, -1], "full")])
+def test_llava_to_hf_round_trips_through_transformers(layer, select, tmp_path):
+    """Oracle: transformers LlavaForConditionalGeneration.from_pretrained of our to_hf folder gives our logits
+    (fp32 tol 1e-5) and greedy tokens; from_hf of that folder is bit-identical to the model written. Both a
+    converted HF LLaVA and a kit-built one (LLM through the registry, tied=False) are written."""
+    from transformers import LlavaForConditionalGeneration
+
+    from frontierkit.multimodal import from_hf, to_hf
+    from frontierkit.multimodal.llava import LlavaConfig, build_llava
+    from frontierkit.multimodal.clip import CLIPVisionConfig
+    from frontierkit.config import to_dict
+    random_hf(layer, select, tmp_path)
+    converted = llava_from_hf(tmp_path / "hf")
+    torch.manual_seed(4)
+    llm = {"family": "llama", "vocab_size": VOCAB, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "d_model": 32,
+           "d_ff": 48, "max_seq_len": 64}
+    cfg = LlavaConfig(vision=CLIPVisionConfig(image_size=16, patch_size=4, width=24, n_layers=2, n_heads=4,
+                                              mlp_hidden=40), llm=llm,
+                      feature_layers=tuple(layer) if isinstance(layer, list) else (layer,), select=select,
+                      image_token_id=IMG)
+    kit = build_llava(to_dict(cfg))
+    with torch.no_grad():
+        for name, p in kit.named_parameters():
+            if "norm" in name:
+                p.normal_(1.0, 0.2)
+    for i, ours in enumerate((converted, kit)):
+        out = to_hf(ours.eval(), tmp_path / f"out{i}")
+        hf = LlavaForConditionalGeneration.from_pretrained(out, attn_implementation="eager").eval()
+        ids, valid, _ = prompts(ours.cfg.n_image_tokens)
+        pixels = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+        with torch.no_grad():
+            logits = ours(ids, pixels, valid)
+            ref = hf(input_ids=ids, pixel_values=pixels, attention_mask=valid.long()).logits
+            torch.testing.assert_close(logits[valid], ref[valid], atol=ATOL, rtol=0)
+            again = from_hf(out)
+            assert torch.equal(again(ids, pixels, valid), logits)
+        gen = hf.generate(input_ids=ids, pixel_values=pixels, attention_mask=valid.long(), max_new_tokens=4,
+                          do_sample=False, pad_token_id=0)
+        assert torch.equal(generate(ours, ids, pixels, 4, valid), gen)

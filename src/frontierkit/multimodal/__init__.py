@@ -2,7 +2,7 @@
 primitives and its decoder Transformer (through the model registry); Hugging Face folders in and out.
 
     model = frontierkit.multimodal.from_hf("path/to/clip-or-llava")   # CLIPModel / LlavaForConditionalGeneration
-    frontierkit.multimodal.to_hf(clip, "out/")                         # a transformers CLIPModel folder
+    frontierkit.multimodal.to_hf(model, "out/")    # a transformers CLIPModel / LlavaForConditionalGeneration folder
 """
 from __future__ import annotations
 
@@ -35,9 +35,11 @@ def from_hf(path: str | Path) -> nn.Module:
 
 
 def to_hf(model: nn.Module, path: str | Path) -> Path:
-    """Write our CLIP as a transformers CLIPModel folder (LLaVA export is not available yet)."""
+    """Write our CLIP as a transformers CLIPModel folder, our Llava as a LlavaForConditionalGeneration folder."""
     if isinstance(model, CLIP):
         from .convert import clip_to_hf
         return clip_to_hf(model, path)
-    raise CheckpointError(f"to_hf writes CLIP models; got a {type(model).__name__} (LLaVA export needs the llm "
-                          f"kind's HF writer through the registry, not available yet)")
+    if isinstance(model, Llava):
+        from .llava import llava_to_hf
+        return llava_to_hf(model, path)
+    raise CheckpointError(f"to_hf writes CLIP and Llava models; got a {type(model).__name__}")

@@ -102,6 +102,9 @@ class CLIPConfig:
     """initial ln(1 / temperature)"""
     init_std: float = 0.02
     """N(0, std) initialisation of linear/embedding weights"""
+    tokenizer: Literal["auto", "shapes", "none"] = "auto"
+    """the text tokenizer encode_prompts uses: shapes (the WordTokenizer), none (weights only, e.g. a Hugging
+    Face folder without one), auto = shapes when text.vocab_size and text.eos_token_id are the shapes vocabulary's"""
 
     def __post_init__(self) -> None:
         require(self.embed_dim > 0, "model.embed_dim", self.embed_dim, "must be > 0")
@@ -203,6 +206,42 @@ class CLIP(nn.Module):
     def encode_text(self, ids: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """T_f W_t of Figure 3: projected text features (M, E), not normalised."""
         return self.text_proj(self.text(ids, valid))                           # (M, E)
+
+    def tokenizer(self):
+        """The model's own tokenizer (the shapes WordTokenizer), or a DataError naming why there is none."""
+        from ..errors import DataError
+        from .data import WordTokenizer
+        tok, t = WordTokenizer(), self.cfg.text
+        fits = t.vocab_size == tok.vocab_size and t.eos_token_id == tok.eos
+        if self.cfg.tokenizer == "none" or (self.cfg.tokenizer == "auto" and not fits):
+            raise DataError(f"this CLIP has no tokenizer (text.vocab_size={t.vocab_size}, model.tokenizer="
+                            f"{self.cfg.tokenizer!r}: e.g. a Hugging Face folder without one); encode token ids "
+                            f"yourself with encode_text(ids, valid), or use a CLIP trained here on shapes")
+        if not fits:
+            raise DataError(f"model.tokenizer='shapes' but text.vocab_size={t.vocab_size} / eos={t.eos_token_id} "
+                            f"differ from the shapes vocabulary's {tok.vocab_size} / {tok.eos}")
+        return tok
+
+    def encode_prompts(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts -> (hidden (B, L, D): the text tower's last states after its final LayerNorm, right-padded to
+        L = text.context_length; pooled (B, P): the projected text embedding T_f W_t of Figure 3).
+
+        Tokenised with the model's own tokenizer; a word outside its vocabulary is a DataError."""
+        from ..errors import DataError
+        if isinstance(prompts, str) or not prompts:
+            raise DataError(f"encode_prompts takes a non-empty list of strings, got {prompts!r}")
+        tok, length = self.tokenizer(), self.cfg.text.context_length
+        for p in prompts:
+            if len(p.split()) + 1 > length:
+                raise DataError(f"prompt {p!r} has {len(p.split())} words; this CLIP reads at most {length - 1} "
+                                f"(+ <eos>)")
+        ids, valid = tok.batch(list(prompts), length)                          # (B, L)
+        device = self.logit_scale.device
+        ids, valid = ids.to(device), valid.to(device)
+        hidden = self.text.final_norm(self.text.hidden_states(ids, valid)[-1])  # (B, L, D)
+        eos = eos_positions(ids, self.cfg.text.eos_token_id)                   # (B,)
+        pooled = self.text_proj(hidden[torch.arange(len(ids), device=device), eos])  # (B, P)
+        return hidden, pooled
 
     def similarity(self, image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
         """exp(t) · I_e T_e^T with L2-normalised embeddings (Figure 3): (N, E), (M, E) -> (N, M)."""

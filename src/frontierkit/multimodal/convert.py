@@ -29,6 +29,8 @@ TOP_KEYS = {"vision_model.embeddings.class_embedding": "visual.cls",
 """everything outside the encoder layers, transformers -> ours (prefixes of .weight/.bias included)"""
 TOWERS = {"vision_model.encoder.layers.": "visual.blocks.", "text_model.encoder.layers.": "text.blocks."}
 HF_ACTS = {"quick_gelu": "quick_gelu", "gelu": "gelu"}
+TOKENIZER_KEY = "frontierkit_tokenizer"
+"""config.json key naming the kit tokenizer of an exported CLIP ("shapes"); absent: the folder has none here"""
 
 
 def _rename(key: str, table: dict[str, str]) -> str | None:
@@ -81,24 +83,37 @@ def config_from_hf(hf: dict[str, Any]) -> CLIPConfig:
                           n_heads=t.get("num_attention_heads", 8), mlp_hidden=t.get("intermediate_size", 2048),
                           activation=_act(t, "text_config"), eps=t.get("layer_norm_eps", 1e-5),
                           eos_token_id=t.get("eos_token_id", 2))
+    tokenizer = "shapes" if hf.get(TOKENIZER_KEY) == "shapes" else "none"   # written by config_to_hf
     return CLIPConfig(vision=vision, text=text, embed_dim=hf.get("projection_dim", 512),
-                      logit_scale_init=hf.get("logit_scale_init_value", 2.6592))
+                      logit_scale_init=hf.get("logit_scale_init_value", 2.6592), tokenizer=tokenizer)
+
+
+def vision_config_to_hf(v: CLIPVisionConfig) -> dict[str, Any]:
+    """Our vision tower config -> a transformers CLIPVisionConfig dict."""
+    return {"image_size": v.image_size, "patch_size": v.patch_size, "num_channels": v.in_channels,
+            "hidden_size": v.width, "num_hidden_layers": v.n_layers, "num_attention_heads": v.n_heads,
+            "intermediate_size": v.mlp_hidden, "hidden_act": v.activation, "layer_norm_eps": v.eps}
 
 
 def config_to_hf(cfg: CLIPConfig) -> dict[str, Any]:
     """Our CLIPConfig -> a transformers CLIPConfig dict (``CLIPModel``)."""
     v, t = cfg.vision, cfg.text
-    return {"model_type": "clip", "architectures": ["CLIPModel"], "projection_dim": cfg.embed_dim,
+    extra = {TOKENIZER_KEY: "shapes"} if _has_shapes_tokenizer(cfg) else {}
+    return {**extra, "model_type": "clip", "architectures": ["CLIPModel"], "projection_dim": cfg.embed_dim,
             "logit_scale_init_value": cfg.logit_scale_init,
-            "vision_config": {"image_size": v.image_size, "patch_size": v.patch_size, "num_channels": v.in_channels,
-                              "hidden_size": v.width, "num_hidden_layers": v.n_layers,
-                              "num_attention_heads": v.n_heads, "intermediate_size": v.mlp_hidden,
-                              "hidden_act": v.activation, "layer_norm_eps": v.eps, "projection_dim": cfg.embed_dim},
+            "vision_config": {**vision_config_to_hf(v), "projection_dim": cfg.embed_dim},
             "text_config": {"vocab_size": t.vocab_size, "max_position_embeddings": t.context_length,
                             "hidden_size": t.width, "num_hidden_layers": t.n_layers,
                             "num_attention_heads": t.n_heads, "intermediate_size": t.mlp_hidden,
                             "hidden_act": t.activation, "layer_norm_eps": t.eps, "eos_token_id": t.eos_token_id,
                             "projection_dim": cfg.embed_dim}}
+
+
+def _has_shapes_tokenizer(cfg: CLIPConfig) -> bool:
+    from .data import WordTokenizer
+    tok = WordTokenizer()
+    fits = cfg.text.vocab_size == tok.vocab_size and cfg.text.eos_token_id == tok.eos
+    return cfg.tokenizer == "shapes" or (cfg.tokenizer == "auto" and fits)
 
 
 def state_from_hf(hf: Tensors) -> Tensors:

@@ -54,8 +54,9 @@ def tour(ctx: TourContext) -> Section:
                        [{"model": k, **{q: round(v, 3) for q, v in r.items()}} for k, r in res.items()]))
     return Section(
         title="Multimodal: CLIP and LLaVA on shapes",
-        summary="CLIP (ViT + causal text transformer, symmetric InfoNCE, temperature clamped at 100) trained on the "
-                "shapes captions with the shared loop; zero-shot classification by prompt ensembles and "
+        summary="CLIP (ViT with 16-px patches on 48-px images, i.e. one patch per shapes position cell, + causal "
+                "text transformer, symmetric InfoNCE, temperature clamped at 100) trained on the shapes captions with "
+                "the shared loop; zero-shot classification by prompt ensembles and "
                 "image<->text retrieval on colour x shape x position combinations never seen in training. Parity "
                 "with transformers' CLIPModel and LlavaForConditionalGeneration is proven in tests/multimodal.",
         figures=[("held-out images with CLIP's top-3 zero-shot labels", _figure(clip, held))],

@@ -205,3 +205,77 @@ def llava_from_hf(path: str | Path) -> Llava:
         raise CheckpointError(f"{path} is not a complete LLaVA checkpoint (missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]})")
     return model
+
+
+def _llama_text_to_hf(llm: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The kit LLaMA (the ``llm`` kind's checkpoint layout: fused qkv and gate_up) -> transformers ``LlamaConfig``
+    dict and ``model.language_model.* / lm_head.*`` tensors."""
+    c = to_dict(llm.cfg)
+    layout = {"family": "llama", "norm": "rmsnorm", "mlp": "swiglu", "positions": "rope"}
+    bad = {k: c.get(k) for k, v in layout.items() if c.get(k) != v}
+    rope = c.get("rope") or {}
+    if bad or c.get("sliding_window") is not None or rope.get("type", "none") != "none" or \
+            c.get("qkv_bias") != c.get("out_bias"):
+        raise CheckpointError(f"to_hf writes LLaVA with a plain LLaMA text model (family llama, rmsnorm, swiglu, "
+                              f"unscaled rope, no sliding window, qkv_bias == out_bias); this LLM has "
+                              f"{bad or {k: c.get(k) for k in ('rope', 'sliding_window', 'qkv_bias', 'out_bias')}}")
+    n_heads, n_kv = c["n_heads"], c.get("n_kv_heads") or c["n_heads"]
+    head_dim = c.get("head_dim") or c["d_model"] // n_heads
+    d_ff = int(llm.cfg.d_ff)
+    text = {"model_type": "llama", "vocab_size": c["vocab_size"], "hidden_size": c["d_model"],
+            "num_hidden_layers": c["n_layers"], "num_attention_heads": n_heads, "num_key_value_heads": n_kv,
+            "head_dim": head_dim, "intermediate_size": d_ff, "max_position_embeddings": c["max_seq_len"],
+            "rms_norm_eps": c["norm_eps"], "hidden_act": "silu", "attention_bias": c["qkv_bias"],
+            "mlp_bias": c["mlp_bias"], "tie_word_embeddings": c["tie_embeddings"], "attention_dropout": 0.0,
+            "rope_parameters": {"rope_type": "default", "rope_theta": rope.get("theta", 10000.0)}}
+    st, out = llm.state_dict(), {}
+    p = "model.language_model."
+    out[p + "embed_tokens.weight"], out[p + "norm.weight"] = st["tok_emb.weight"], st["norm.weight"]
+    sizes = [n_heads * head_dim, n_kv * head_dim, n_kv * head_dim]
+    for i in range(c["n_layers"]):
+        q, h = f"layers.{i}.", f"{p}layers.{i}."
+        for n, w in zip("qkv", st[q + "attn.qkv.weight"].split(sizes)):
+            out[f"{h}self_attn.{n}_proj.weight"] = w
+        gate, up = st[q + "mlp.gate_up.weight"].split(d_ff)
+        out.update({h + "input_layernorm.weight": st[q + "attn_norm.weight"],
+                    h + "post_attention_layernorm.weight": st[q + "mlp_norm.weight"],
+                    h + "self_attn.o_proj.weight": st[q + "attn.out.weight"], h + "mlp.gate_proj.weight": gate,
+                    h + "mlp.up_proj.weight": up, h + "mlp.down_proj.weight": st[q + "mlp.down.weight"]})
+        if c["qkv_bias"]:
+            for n, b in zip("qkv", st[q + "attn.qkv.bias"].split(sizes)):
+                out[f"{h}self_attn.{n}_proj.bias"] = b
+            out[h + "self_attn.o_proj.bias"] = st[q + "attn.out.bias"]
+        if c["mlp_bias"]:
+            gb, ub = st[q + "mlp.gate_up.bias"].split(d_ff)
+            out.update({h + "mlp.gate_proj.bias": gb, h + "mlp.up_proj.bias": ub,
+                        h + "mlp.down_proj.bias": st[q + "mlp.down.bias"]})
+    if not c["tie_embeddings"]:
+        out["lm_head.weight"] = st["lm_head.weight"]
+    return text, out
+
+
+def llava_to_hf(model: Llava, path: str | Path) -> Path:
+    """Write ``model`` as a transformers ``LlavaForConditionalGeneration`` folder (CLIP vision + Llama text)."""
+    from safetensors.torch import save_file
+
+    from .convert import key_to_hf, vision_config_to_hf
+    cfg = model.cfg
+    text, tensors = _llama_text_to_hf(model.llm)
+    vision = {**vision_config_to_hf(cfg.vision), "model_type": "clip_vision_model"}
+    for k, v in model.vision.state_dict().items():
+        tensors["model.vision_tower." + key_to_hf("visual." + k)] = v
+    for ours, hf in (("fc1", "linear_1"), ("fc2", "linear_2")):
+        for k, v in getattr(model.projector, ours).state_dict().items():
+            tensors[f"model.multi_modal_projector.{hf}.{k}"] = v
+    layers = list(cfg.feature_layers)
+    meta = {"model_type": "llava", "architectures": ["LlavaForConditionalGeneration"], "text_config": text,
+            "vision_config": vision, "image_token_index": cfg.image_token_id, "projector_hidden_act": "gelu",
+            "vision_feature_layer": layers[0] if len(layers) == 1 else layers,
+            "vision_feature_select_strategy": cfg.select, "multimodal_projector_bias": cfg.projector_bias,
+            "image_seq_length": cfg.n_image_tokens, "tie_word_embeddings": text["tie_word_embeddings"]}
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    (p / "config.json").write_text(json.dumps(meta, indent=2))
+    save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(p / "model.safetensors"),
+              metadata={"format": "pt"})
+    return p

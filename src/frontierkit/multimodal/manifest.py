@@ -16,8 +16,9 @@ MANIFEST = Manifest(
     tour={"multimodal": f"{_M}.demo:tour"},
     kinds=(ModelKind("clip", build=f"{_M}.manifest:build_clip", classes=(f"{_M}.clip:CLIP",),
                      config_of=f"{_M}.manifest:config_of", detect=f"{_M}.manifest:detect_clip",
-                     load_foreign=f"{_M}.manifest:load_hf_clip",
-                     description="CLIP: images + texts -> image-text similarity logits"),
+                     load_foreign=f"{_M}.manifest:load_hf_clip", tags=frozenset({"text-encoder"}),
+                     description="CLIP: images + texts -> image-text similarity logits; "
+                                 "encode_prompts(list[str]) -> (hidden (B, L, D), pooled (B, P))"),
            ModelKind("clip-zeroshot", build=f"{_M}.manifest:build_zeroshot",
                      classes=(f"{_M}.zeroshot:ZeroShotClassifier",),
                      tags=frozenset({"classifier"}), config_of=f"{_M}.manifest:config_of_zeroshot",

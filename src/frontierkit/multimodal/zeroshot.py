@@ -62,5 +62,5 @@ def dataset_of(config: dict[str, Any], split: str) -> tuple[torch.Tensor, torch.
     """(images, (color, shape) class ids) of the shapes split the classifier was made for ("test" = held out)."""
     from .data import class_label, split_of
     d = config.get("data") or {}
-    s = split_of(split, d.get("n", 6000), d.get("size", 32), d.get("seed", 0), d.get("held_out", 0.2))
+    s = split_of(split, d.get("n", 6000), d.get("size", 48), d.get("seed", 0), d.get("held_out", 0.2))
     return s.images, class_label(s.labels)
