@@ -7,8 +7,9 @@ The boundary, layer by layer (what :func:`run_python` does, and honestly what it
    session, with stdin closed, an environment reduced to PATH/LANG/HOME=scratch, cwd = a fresh scratch
    folder that is removed afterwards.
 2. Kernel limits (``setrlimit``): CPU seconds, address space (memory), file size, open files, no core
-   dumps, and a process count; plus a wall-clock timeout and an output cap enforced by the parent, which
-   kills the whole process group.
+   dumps, and a process count; plus, enforced by the parent, which kills the whole process group: a
+   wall-clock timeout, one output cap over stdout + stderr together, and a disk quota on the scratch folder
+   (its allocated bytes, polled every 50 ms; a single write can pass it by at most one ``file_size``).
 3. When the kernel allows it: a new, empty network namespace (``unshare(CLONE_NEWNET)``: no interface but
    a down loopback), and, when started as root, the child drops to uid/gid ``nobody`` before exec, so file
    permissions and RLIMIT_NPROC apply. ``SandboxResult.boundary`` lists which layers were active.
@@ -17,7 +18,13 @@ The boundary, layer by layer (what :func:`run_python` does, and honestly what it
    reads outside the scratch folder and the standard library, writes outside the scratch folder, links,
    frame/gc introspection and rebinding of function internals. Audit hooks are defence in depth, not a
    hard boundary (a memory-corruption bug in CPython could bypass them); layers 1-3 are the boundary.
-   Not covered: total disk use across many files beyond ``max_files`` x ``file_size`` and CPU side channels.
+   Files and folders created count against ``max_files`` (a folder bomb is refused like a file bomb).
+   Not covered: CPU side channels.
+
+Resource exhaustion, each contained with a one-line message to the model (tests/agents/test_agents_sandbox.py):
+memory (RLIMIT_AS -> MemoryError), fork bombs (the audit hook; RLIMIT_NPROC too when the uid drop works),
+thread bombs (RLIMIT_AS), one huge file (RLIMIT_FSIZE -> EFBIG), many files or folders (``max_files``),
+total disk (``disk_mb``), output floods on stdout or stderr (``output_bytes``), CPU and wall time.
 """
 from __future__ import annotations
 
@@ -79,6 +86,12 @@ def _main(code):
                     refuse(f"opening more than {max_files} files for writing")
             elif not inside(path, read_roots):
                 refuse(f"reading {path!r} (only the scratch folder and the standard library are readable)")
+        elif event == "os.mkdir":
+            if not inside(args[0], (root,)):
+                refuse(f"changing {args[0]!r} (only the scratch folder is writable)")
+            written[0] += 1
+            if written[0] > max_files:
+                refuse(f"creating more than {max_files} files or folders")
         elif event == "import":
             if args[0].partition(".")[0] in blocked_imports:
                 refuse(f"import of {args[0]!r} (no processes, sockets or native calls)")
@@ -148,7 +161,9 @@ class Limits:
     max_files: int = 64
     """files the code may open for writing"""
     output_bytes: int = 20_000
-    """stdout + stderr cap; past it the run is killed and the output truncated"""
+    """cap on stdout + stderr together; past it the run is killed and the output truncated"""
+    disk_mb: int = 64
+    """quota on the bytes allocated in the scratch folder (all files together), enforced by the parent"""
     nproc: int = 16
     """RLIMIT_NPROC (applies when the child runs as an unprivileged user)"""
 
@@ -160,7 +175,7 @@ class SandboxResult:
     stderr: str
     returncode: int | None
     error: str | None = None
-    """None, or: timeout, cpu, memory, output, blocked, file_size, exception"""
+    """None, or: timeout, cpu, memory, threads, output, disk, blocked, file_size, exception"""
     seconds: float = 0.0
     boundary: list[str] = field(default_factory=list)
 
@@ -179,9 +194,11 @@ class SandboxResult:
             "memory": "the code ran out of its memory limit (MemoryError)",
             "output": "the code printed more than the output limit; the output was truncated and the run stopped",
             "file_size": "the code tried to write a file larger than the file-size limit",
+            "disk": "the code's files passed the scratch folder's disk quota and the run was stopped",
+            "threads": "the code started more threads than its memory limit allows",
             "blocked": "the sandbox refused an operation",
         }
-        detail = self.stderr.strip().splitlines()[-1] if self.stderr.strip() else ""
+        detail = self.stderr.strip().splitlines()[-1][:300] if self.stderr.strip() else ""
         head = f"Error: {messages.get(self.error, 'the code raised an exception')}"
         return "\n".join(x for x in (text, f"{head}: {detail}" if detail else head) if x)
 
@@ -240,16 +257,35 @@ _DROP_UID: bool = True
 """False once the interpreter turned out unreadable by ``nobody`` (e.g. a Python under /root)"""
 
 
-def _drain(stream, buf: bytearray, cap: int, over: threading.Event) -> None:
+def _drain(stream, buf: bytearray, bufs: tuple[bytearray, ...], cap: int, over: threading.Event,
+           lock: threading.Lock) -> None:
+    """Copy ``stream`` into ``buf`` while all ``bufs`` together hold at most ``cap`` bytes; past it set ``over``."""
     while True:
         chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
         if not chunk:
             return
-        room = cap - len(buf)
-        buf.extend(chunk[:max(room, 0)])
+        with lock:
+            room = cap - sum(len(b) for b in bufs)
+            buf.extend(chunk[:max(room, 0)])
         if len(chunk) > room:
             over.set()
             return
+
+
+def _allocated_bytes(folder: str) -> int:
+    """Bytes allocated on disk under ``folder`` (st_blocks, so sparse files count what they really use)."""
+    total, stack = 0, [folder]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for e in it:
+                    st = e.stat(follow_symlinks=False)
+                    total += max(st.st_blocks * 512, 0)
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+        except OSError:
+            continue
+    return total
 
 
 def run_python(code: str, limits: Limits = Limits()) -> SandboxResult:
@@ -277,8 +313,8 @@ def run_python(code: str, limits: Limits = Limits()) -> SandboxResult:
     boundary = ["process", "rlimits", "scratch-cwd", "clean-env", "audit-hook"]
     boundary += ["uid-nobody"] if uid is not None else []
     boundary += ["netns"] if _NETNS else []
-    out, err, over = bytearray(), bytearray(), threading.Event()
-    readers = [threading.Thread(target=_drain, args=(s, b, limits.output_bytes, over), daemon=True)
+    out, err, over, lock = bytearray(), bytearray(), threading.Event(), threading.Lock()
+    readers = [threading.Thread(target=_drain, args=(s, b, (out, err), limits.output_bytes, over, lock), daemon=True)
                for s, b in ((proc.stdout, out), (proc.stderr, err))]
     for r in readers:
         r.start()
@@ -288,14 +324,20 @@ def run_python(code: str, limits: Limits = Limits()) -> SandboxResult:
     except BrokenPipeError:
         pass
     error = None
-    deadline = t0 + limits.wall_seconds
+    deadline, next_disk_check = t0 + limits.wall_seconds, 0.0
     while proc.poll() is None:
         if over.is_set():
             error = "output"
             break
-        if time.perf_counter() > deadline:
+        now = time.perf_counter()
+        if now > deadline:
             error = "timeout"
             break
+        if now > next_disk_check:
+            next_disk_check = now + 0.05
+            if _allocated_bytes(scratch) > limits.disk_mb * 2**20:
+                error = "disk"
+                break
         time.sleep(0.01)
     if proc.poll() is None:
         try:
@@ -305,6 +347,8 @@ def run_python(code: str, limits: Limits = Limits()) -> SandboxResult:
     proc.wait()
     for r in readers:
         r.join(timeout=1)
+    if error is None and _allocated_bytes(scratch) > limits.disk_mb * 2**20:
+        error = "disk"                         # it finished between two checks, over the quota
     shutil.rmtree(scratch, ignore_errors=True)
     stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
     if error is None:
@@ -324,6 +368,8 @@ def _classify(returncode: int, stderr: str, over: bool) -> str | None:
         return "blocked"
     if last.startswith("MemoryError"):
         return "memory"
+    if "can't start new thread" in last:
+        return "threads"
     if "File too large" in last:
         return "file_size"
     return "exception"

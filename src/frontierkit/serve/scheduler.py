@@ -5,7 +5,9 @@ Every engine step: drop finished and cancelled sequences (their blocks return to
 waiting ones while the batch and the pool allow (one batched prefill over their prompts), then run
 one batched decode forward over every running sequence, whatever its length. Blocks are allocated
 on demand; when the pool runs dry the newest sequence is preempted and later recomputed (vLLM §4.5,
-"recomputation"). The waiting queue is bounded: ``submit`` raises ``QueueFull`` (HTTP 429).
+"recomputation"). The waiting queue is bounded: ``submit`` raises ``QueueFull`` (HTTP 429). A step that
+raises (a model error, an out-of-memory) fails the sequences of that step with ``finish_reason="error"``
+and the engine goes on serving the others; ``stats`` counts what happened to every request.
 
 Sampling per sequence: greedy (temperature 0), temperature and nucleus/top-p (Holtzman et al. 2020),
 a seeded generator per sequence, and the log-probabilities of the raw logits.
@@ -65,6 +67,9 @@ class Sequence:
     id: int = field(default_factory=itertools.count().__next__)
     out: list[int] = field(default_factory=list)
     finish_reason: str | None = None
+    """stop / length / error (None while it runs)"""
+    error: str = ""
+    """what went wrong when finish_reason is 'error'"""
     cancelled: bool = False
     table: BlockTable = field(default_factory=lambda: BlockTable([]))
     generator: torch.Generator | None = None
@@ -125,6 +130,8 @@ class Engine:
         self.running: list[Sequence] = []
         self.lock = threading.Condition()
         self.steps = 0
+        self.stats = {"submitted": 0, "rejected": 0, "finished": 0, "cancelled": 0, "failed": 0, "preempted": 0}
+        """requests submitted, refused (queue full), finished, cancelled (client gone), failed, preemptions"""
         self._thread: threading.Thread | None = None
         self._stop = False
 
@@ -137,7 +144,9 @@ class Engine:
             seq.generator = torch.Generator(device=self.pool.k.device).manual_seed(seq.params.seed)
         with self.lock:
             if len(self.waiting) >= self.max_waiting:
-                raise QueueFull(f"{len(self.waiting)} requests are already waiting")
+                self.stats["rejected"] += 1
+                raise QueueFull(f"{len(self.waiting)} requests are already waiting (--max-waiting {self.max_waiting})")
+            self.stats["submitted"] += 1
             self.waiting.append(seq)
             self.lock.notify()
         return seq
@@ -162,7 +171,24 @@ class Engine:
                     self.lock.wait()
                 if self._stop:
                     return
-            self.step()
+            try:
+                self.step()
+            except Exception as e:  # noqa: BLE001 - one bad step must not stop the server
+                self.fail_running(e)
+
+    def fail_running(self, e: Exception) -> None:
+        """End every running sequence with ``finish_reason="error"`` (their blocks return to the pool); the
+        waiting ones are admitted at the next step."""
+        for s in self.running:
+            if s.finish_reason is None and not s.cancelled:
+                s.finish_reason, s.error = "error", f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+                s.finish_time = time.perf_counter()
+                self.stats["failed"] += 1
+                try:
+                    s.on_finish(s)
+                except Exception:  # noqa: BLE001
+                    pass
+        self._retire()
 
     def run_until_done(self) -> None:
         """Step until nothing waits or runs (offline use: benchmarks, tests)."""
@@ -190,6 +216,8 @@ class Engine:
             if s.finish_reason is None and not s.cancelled:
                 keep.append(s)
                 continue
+            if s.finish_reason is None:
+                self.stats["cancelled"] += 1
             self.pool.release(s.table.blocks)
             s.table.length = 0
         self.running = keep
@@ -197,6 +225,7 @@ class Engine:
             dropped = [s for s in self.waiting if s.cancelled]
             for s in dropped:
                 self.waiting.remove(s)
+            self.stats["cancelled"] += len(dropped)
 
     def _admit(self) -> list[Sequence]:
         """Waiting sequences that fit in the batch and the pool (static mode: only into an empty batch)."""
@@ -226,6 +255,7 @@ class Engine:
                 i += 1
             except OutOfBlocks:
                 victim = out.pop()                     # newest: recomputed later from its tokens
+                self.stats["preempted"] += 1
                 self.pool.release(victim.table.blocks)
                 victim.table.length = 0
                 self.running.remove(victim)
@@ -260,6 +290,7 @@ class Engine:
             s.finish_reason = "length"
         if s.finish_reason is not None:
             s.finish_time = now
+            self.stats["finished"] += 1
             s.on_finish(s)
 
     @property

@@ -4,6 +4,12 @@
 them (``max_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``, ``n``, ``logprobs`` /
 ``top_logprobs``, ``stream`` with SSE chunks, ``data: [DONE]`` and ``stream_options.include_usage``,
 ``tools`` / ``tool_choice`` -> ``tool_calls``). Errors use OpenAI's ``{"error": {...}}`` shape.
+
+Limits that keep memory bounded under abuse (docs/reliability.md): a request body over ``max_body_bytes``
+is refused with 413 before it is read (by its Content-Length, or while a chunked body streams in); more than
+``max_waiting`` queued requests get 429; a client that disconnects cancels its sequences, whose KV blocks
+return to the pool at the next engine step; a slow reader is throttled by the transport (uvicorn pauses the
+response writes), and its sequence still finishes (a max_tokens bound).
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from typing import Any
 
 from ..errors import CheckpointError, ConfigError, require_extra
 from .chat_template import END, check_messages, forced_prefix, parse_tool_calls, render_default, render_jinja
+from .commands import MAX_BODY_BYTES
 from .scheduler import Engine, QueueFull, SamplingParams, Sequence, Step
 
 Request = require_extra("starlette.requests", "serve").Request
@@ -128,8 +135,10 @@ class Choice:
 class ServeState:
     """The model, its tokenizer and the engine thread behind the HTTP app."""
 
-    def __init__(self, model_dir: str | Path, *, model_id: str | None = None, **engine_kw: Any):
+    def __init__(self, model_dir: str | Path, *, model_id: str | None = None,
+                 max_body_bytes: int = MAX_BODY_BYTES, **engine_kw: Any):
         from .. import models
+        self.max_body_bytes = max_body_bytes
         loaded = models.open_model(model_dir, tags="lm", what="frontier serve")
         self.model = loaded.model
         self.tokenizer = ServeTokenizer.load(loaded.path)
@@ -297,7 +306,7 @@ def create_app(state: ServeState):
 
     async def read_body(request) -> dict:
         try:
-            body = json.loads(await request.body())
+            body = json.loads(await read_limited(request, state.max_body_bytes))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ApiError(400, f"the request body is not valid JSON ({e})") from None
         if not isinstance(body, dict):
@@ -309,7 +318,23 @@ def create_app(state: ServeState):
     async def health():
         eng = state.engine
         return {"status": "ok", "running": len(eng.running), "waiting": len(eng.waiting),
-                "kv_blocks_used": eng.pool.used, "kv_blocks_total": eng.pool.num_blocks}
+                "kv_blocks_used": eng.pool.used, "kv_blocks_total": eng.pool.num_blocks, "requests": dict(eng.stats)}
+
+    class SequenceStream(StreamingResponse):
+        """An SSE response that cancels its sequences however it ends: done, client gone (Starlette cancels
+        the stream on disconnect), a failed write; so a dropped client's KV blocks are freed at once."""
+
+        def __init__(self, content: Any, choices: list[Choice]):
+            super().__init__(content, media_type="text/event-stream")
+            self.choices = choices
+
+        async def __call__(self, scope, receive, send) -> None:
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                for ch in self.choices:
+                    ch.seq.cancel()
+                await self.body_iterator.aclose()
 
     @app.get("/v1/models")
     async def list_models():
@@ -360,10 +385,9 @@ def create_app(state: ServeState):
                     if include_usage:
                         yield sse({**head, "choices": [], "usage": usage(len(ids), choices)})
                     yield "data: [DONE]\n\n"
-                finally:
-                    for ch in choices:
-                        ch.seq.cancel()
-            return StreamingResponse(gen(), media_type="text/event-stream")
+                except ApiError as e:          # the engine failed this request's step: say so, in OpenAI's shape
+                    yield sse(e.body())
+            return SequenceStream(gen(), choices)
         await _wait_all(request, choices)
         out = []
         for i, ch in enumerate(choices):
@@ -433,10 +457,9 @@ def create_app(state: ServeState):
                     if include_usage:
                         yield sse({**chead, "choices": [], "usage": usage(len(ids), choices)})
                     yield "data: [DONE]\n\n"
-                finally:
-                    for ch in choices:
-                        ch.seq.cancel()
-            return StreamingResponse(gen(), media_type="text/event-stream")
+                except ApiError as e:          # the engine failed this request's step: say so, in OpenAI's shape
+                    yield sse(e.body())
+            return SequenceStream(gen(), choices)
         await _wait_all(request, choices)
         out = []
         for i, ch in enumerate(choices):
@@ -448,6 +471,31 @@ def create_app(state: ServeState):
     return app
 
 
+def _raise_if_failed(ch: Choice) -> None:
+    """A sequence that ended with ``finish_reason="error"`` (its engine step raised) is answered with a 500."""
+    if ch.seq.finish_reason == "error":
+        raise ApiError(500, f"generation failed: {ch.seq.error}; the server goes on serving other requests",
+                       "server_error", code="generation_failed")
+
+
+async def read_limited(request, limit: int) -> bytes:
+    """The request body, refused with 413 when over ``limit`` bytes: at once by its Content-Length, else
+    (chunked) as soon as the streamed bytes pass the limit; memory never holds more than ``limit``."""
+    def too_large(size: str) -> ApiError:
+        return ApiError(413, f"the request body is {size} bytes; this server accepts at most {limit} "
+                             f"(--max-body-bytes)", code="request_too_large")
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise too_large(length)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(f"more than {limit}")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _merge(choices: list[Choice]):
     """(choice index, "token"/"finish", text delta, step) events of all choices until all finished."""
     pending = {i: asyncio.ensure_future(ch.queue.get()) for i, ch in enumerate(choices)}
@@ -456,6 +504,8 @@ async def _merge(choices: list[Choice]):
             done, _ = await asyncio.wait(pending.values(), return_when=asyncio.FIRST_COMPLETED)
             for i in [i for i, f in pending.items() if f in done]:
                 kind, delta, step = pending[i].result()
+                if kind == "finish":
+                    _raise_if_failed(choices[i])
                 yield i, kind, delta, step
                 if kind == "finish":
                     del pending[i]
@@ -471,12 +521,14 @@ async def _wait_all(request, choices: list[Choice]) -> None:
     async def finished(ch: Choice) -> None:
         while (await ch.queue.get())[0] != "finish":
             pass
+        _raise_if_failed(ch)
     task = asyncio.ensure_future(asyncio.gather(*(finished(ch) for ch in choices)))
     try:
         while not task.done():
             await asyncio.wait({task}, timeout=0.25)
             if not task.done() and await request.is_disconnected():
                 raise asyncio.CancelledError
+        task.result()                          # re-raises a failed sequence's ApiError
     finally:
         if not task.done():
             task.cancel()
@@ -490,5 +542,6 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, *, l
     uvicorn = require_extra("uvicorn", "serve")
     state = ServeState(model_dir, **engine_kw)
     print(json.dumps({"serving": state.model_id, "url": f"http://{host}:{port}/v1",
-                      "max_batch": state.engine.max_batch, "kv_blocks": state.engine.pool.num_blocks}), flush=True)
+                      "max_batch": state.engine.max_batch, "kv_blocks": state.engine.pool.num_blocks,
+                      "max_waiting": state.engine.max_waiting, "max_body_bytes": state.max_body_bytes}), flush=True)
     uvicorn.run(create_app(state), host=host, port=port, log_level=log_level)

@@ -178,6 +178,8 @@ class Strategy:
         state: dict[str, Any] = {}
         if not self.distributed:
             state["optimizer"] = self.optimizer.state_dict()
+        else:  # the per-parameter tensors go to DCP; the groups' hyperparameters (the scheduled lr) go here
+            state["param_groups"] = _group_hyperparams(self.optimizer.param_groups)
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()
         if self.scaler is not None:
@@ -185,8 +187,14 @@ class Strategy:
         return state
 
     def load_optim_state(self, state: dict[str, Any]) -> None:
-        """Restore (and remove from ``state``) what :meth:`optim_state` saved, minus the optimizer."""
+        """Restore (and remove from ``state``) what :meth:`optim_state` saved, minus the optimizer's tensors.
+
+        Loading the scheduler's state does not touch ``group["lr"]``: the groups' saved hyperparameters must be
+        restored too, or the first step after a resume runs at the scheduler's step-0 (warmup) lr."""
         sched, scaler = state.pop("scheduler", None), state.pop("scaler", None)
+        groups = state.pop("param_groups", None)
+        if groups is not None:
+            _restore_group_hyperparams(self.optimizer.param_groups, groups)
         if sched is not None and self.scheduler is not None:
             self.scheduler.load_state_dict(sched)
         if scaler is not None and self.scaler is not None:
@@ -214,6 +222,8 @@ class Strategy:
                 self.optimizer.load_state_dict(optim)
         else:
             self._load_full(ckpt.load_model_state(path), optim, path)
+            if optim is not None:  # a single-process checkpoint: its groups hold the scheduled lr
+                state.setdefault("param_groups", optim["param_groups"])
         self.load_optim_state(state)
         return state
 
@@ -270,6 +280,20 @@ def _adam_state(opt: torch.optim.Optimizer, p: torch.Tensor) -> dict[str, torch.
     return {k: v for k, v in st.items() if isinstance(v, torch.Tensor)}
 
 
+def _group_hyperparams(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each param group's hyperparameters (lr, initial_lr, betas, weight_decay, ...) without its parameters."""
+    return [{k: v for k, v in g.items() if k != "params"} for g in groups]
+
+
+def _restore_group_hyperparams(groups: list[dict[str, Any]], saved: list[dict[str, Any]]) -> None:
+    """Write saved hyperparameters back into the optimizer's param groups (same group order)."""
+    if len(saved) != len(groups):
+        raise CheckpointError(f"the checkpoint's optimizer has {len(saved)} parameter groups, this run's "
+                              f"{len(groups)}; was it saved from a different model or weight_decay?")
+    for group, values in zip(groups, saved):
+        group.update({k: v for k, v in values.items() if k != "params"})
+
+
 def _optimizer_state_by_name(module: nn.Module, weight_decay: float, sd: dict[str, Any],
                              path: Path) -> dict[str, dict[str, torch.Tensor]]:
     """Map a torch optimizer state_dict (integer ids, in ``param_groups`` order) to parameter names."""
@@ -307,13 +331,38 @@ class _DistributedMixin:
 
     def _commit_checkpoint(self, out: Path, step: int, tmp: Path, config: dict[str, Any],
                            trainer_state: dict[str, Any]) -> Path:
-        """Once every rank has written its shards into ``tmp``, rank 0 commits it (checkpoint.py)."""
+        """Once every rank has written its shards into ``tmp``, rank 0 commits it (checkpoint.py), with every
+        rank's RNG state (ranks' streams may differ: per-rank data, each GPU's own generator)."""
+        rng = D.gather_objects(self.rng_state())
         dist.barrier()
         if self.is_main:
-            state = {**trainer_state, **self.optim_state(), "strategy": self.name, "world": self.world}
+            state = {**trainer_state, **self.optim_state(), "strategy": self.name, "world": self.world,
+                     "rng_ranks": rng}
             ckpt.commit_training_dir(tmp, out, step, config, state, keep=self.cfg.keep_ckpts)
         dist.barrier()
         return ckpt.step_path(out, step)
+
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        """This rank's CPU generator state (+ its own GPU's when on CUDA)."""
+        state = {"rng_cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["rng_cuda_device"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_checkpoint(self, path: Path) -> dict[str, Any]:
+        """As :meth:`Strategy.load_checkpoint`; ``rng_cpu`` becomes this rank's own saved state when the
+        checkpoint was written at this world size (else every rank takes rank 0's, as before)."""
+        return self._own_rng(super().load_checkpoint(path))
+
+    def _own_rng(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Replace rank 0's RNG state in ``state`` with this rank's (saved as ``rng_ranks``) at the same world size."""
+        ranks = state.pop("rng_ranks", None)
+        if ranks is not None and len(ranks) == self.world:
+            state["rng_cpu"] = ranks[self.rank]["rng_cpu"]
+            if "rng_cuda_device" in ranks[self.rank] and self.device.type == "cuda":
+                torch.cuda.set_rng_state(ranks[self.rank]["rng_cuda_device"], self.device)
+                state.pop("rng_cuda", None)  # rank 0's view of all GPUs would overwrite this rank's generator
+        return state
 
     def all_reduce_grads(self) -> None:
         """Average every ``p.grad`` over ranks in one flat all-reduce, as DDP's backward would."""
@@ -575,7 +624,7 @@ class DeepSpeedStrategy(_DistributedMixin, Strategy):
         # DeepSpeed's loader unpickles its own files: resume only from checkpoints you wrote.
         self.engine.load_checkpoint(str(path / DEEPSPEED_DIR), tag=DEEPSPEED_TAG,
                                     load_optimizer_states=True, load_lr_scheduler_states=True)
-        return state
+        return self._own_rng(state)
 
     def full_model_state(self) -> dict[str, torch.Tensor] | None:
         """Gather ZeRO-3 partitions (``GatheredParameters``) and copy the full weights on rank 0."""
