@@ -95,7 +95,7 @@ def test_tiny_random_kit_model_tool_calls_always_parse_and_validate(tok, tmp_pat
     torch.manual_seed(0)
     models.save(models.build("llm", cfg), tmp_path, kind="llm", config=cfg)
     tok.save(str(tmp_path / "tokenizer.json"))
-    backend = KitBackend(tmp_path, max_new_tokens=48)
+    backend = KitBackend(tmp_path, max_new_tokens=48, max_calls=1)          # the single-call path
     names = set()
     for seed in range(4):
         torch.manual_seed(seed)

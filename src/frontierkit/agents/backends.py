@@ -128,9 +128,13 @@ def render_chat(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | No
 
 class KitBackend(Backend):
     """A kit LM in-process: greedy decoding with a KV cache; when tools are offered and no tool result is
-    in the conversation yet, the reply is a tool call decoded under the tools' JSON-schema grammar."""
+    in the conversation yet, the reply is 1..``max_calls`` tool calls (OpenAI parallel ``tool_calls``)
+    decoded under the tools' JSON-schema grammar (``grammar.tool_calls_tree``)."""
 
-    def __init__(self, path: str | Path, max_new_tokens: int = 96, constrained: bool = True, max_thought: int = 200):
+    def __init__(self, path: str | Path, max_new_tokens: int = 96, constrained: bool = True, max_thought: int = 200,
+                 max_calls: int = 4):
+        if not (isinstance(max_calls, int) and max_calls >= 1):
+            raise ConfigError(f"max_calls must be an integer >= 1, got {max_calls!r}")
         from .. import models
         loaded = models.open_model(path, tags={"lm"}, what="frontier agent --model DIR")
         tok_file = loaded.path / "tokenizer.json"
@@ -141,6 +145,7 @@ class KitBackend(Backend):
         self.model, self.tokenizer = loaded.model.eval(), Tokenizer.from_file(str(tok_file))
         self.name = f"kit:{loaded.path}"
         self.max_new_tokens, self.constrained, self.max_thought = max_new_tokens, constrained, max_thought
+        self.max_calls = max_calls
         self._vocab = None
         self._grammars: dict[str, Any] = {}
 
@@ -170,17 +175,21 @@ class KitBackend(Backend):
         return self.tokenizer.token_to_id("<|endoftext|>")
 
     def tool_call(self, prompt: str, tools: list[dict[str, Any]]) -> Reply:
-        """A tool call decoded under the tools' grammar: always parses and validates."""
-        from .grammar import Grammar, Matcher, tool_call_schema
-        key = json.dumps(tools, sort_keys=True)
+        """1..max_calls tool calls decoded under the tools' grammar (``<tool_call>`` between calls, as
+        ``render_chat`` writes them): every call always parses and validates; ids ``call_0``, ``call_1``, ..."""
+        from .grammar import CALL_SEP, Grammar, Matcher, split_calls, tool_calls_tree
+        key = f"calls{self.max_calls}:" + json.dumps(tools, sort_keys=True)
         if key not in self._grammars:
-            self._grammars[key] = Grammar(tool_call_schema(tools))
+            self._grammars[key] = Grammar(tree=tool_calls_tree(tools, self.max_calls))
         g = self._grammars[key]
-        budget = int(max(self.max_new_tokens, g.distance(g.start) + 32))
-        text = self.generate(prompt + "<tool_call>", matcher=Matcher(g, self.vocab(), self.eos_id),
+        # max_new_tokens (at least the shortest call + 32) per call: room for a further call after each one;
+        # the extra calls' room is capped at half the model's context (one call's room is never cut)
+        per_call = int(max(self.max_new_tokens, g.distance(g.start) + 32))
+        budget = min(per_call * self.max_calls, max(per_call, self.model.cfg.max_seq_len // 2))
+        text = self.generate(prompt + CALL_SEP, matcher=Matcher(g, self.vocab(), self.eos_id),
                              max_new_tokens=budget)
-        call = json.loads(text)
-        return Reply("", [ToolCall("call_0", call["name"], json.dumps(call["arguments"]))])
+        calls = split_calls(text)
+        return Reply("", [ToolCall(f"call_{i}", c["name"], json.dumps(c["arguments"])) for i, c in enumerate(calls)])
 
     def react_step(self, messages, tools=None, stop=None) -> Reply:
         """A ReAct step decoded under :func:`~.grammar.react_tree`: the Action is one of ``tools`` and its

@@ -85,6 +85,37 @@ def tool_call_schema(tools: Sequence[dict[str, Any]]) -> dict[str, Any]:
                        "required": ["name", "arguments"]} for t in tools]}
 
 
+CALL_SEP = "<tool_call>"
+"""What opens every tool call in the kit's chat template (``render_chat``); also between parallel calls."""
+
+
+def tool_calls_tree(tools: Sequence[dict[str, Any]], max_calls: int = 1) -> Node:
+    """1..max_calls tool calls in one turn (OpenAI parallel ``tool_calls``) as repeated call blocks:
+    ``call (<tool_call> call){0,max_calls-1}``, each call ``{"name": <tool>, "arguments": <its schema>}``,
+    written exactly as ``render_chat`` renders an assistant turn with several calls."""
+    if max_calls < 1:
+        raise ValueError(f"max_calls must be >= 1, got {max_calls}")
+    call = schema_to_tree(tool_call_schema(tools))
+    if max_calls == 1:
+        return call
+    return ("seq", [call, at_most(("seq", [("lit", CALL_SEP), call]), max_calls - 1)])
+
+
+def split_calls(text: str) -> list[dict[str, Any]]:
+    """The calls of a :func:`tool_calls_tree` completion: JSON objects separated by ``<tool_call>`` (decoded
+    one by one, so a ``<tool_call>`` inside a string argument does not split a call). Raises ValueError when
+    the text is not of that form."""
+    dec, calls, i = json.JSONDecoder(), [], 0
+    while True:
+        obj, i = dec.raw_decode(text, i)
+        calls.append(obj)
+        if i == len(text):
+            return calls
+        if not text.startswith(CALL_SEP, i):
+            raise ValueError(f"expected {CALL_SEP!r} at offset {i} of {text[:80]!r}")
+        i += len(CALL_SEP)
+
+
 THOUGHT_CHAR: Node = ("cls", True, ((0x00, 0x1F), (0x3A, 0x3A)))
 """Any character on one line except ':' (so a thought can never spell a field such as 'Final Answer:')."""
 LINE_CHAR: Node = ("cls", True, ((0x00, 0x1F),))
