@@ -41,6 +41,8 @@ def _backend_args(p: argparse.ArgumentParser, policies: bool = False) -> None:
     p.add_argument("--base-url", default=None, metavar="URL", type=_url(),
                    help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (key: $OPENAI_API_KEY)")
     p.add_argument("--temperature", type=at.number(0, 2), default=0.0, help="sampling temperature (endpoints)")
+    p.add_argument("--max-calls", type=at.integer(1, 16), default=4,
+                   help="kit models: most tool calls written in one turn under the grammar (parallel calls)")
 
 
 def _model_arg(policies: bool) -> at.ArgType:
@@ -89,7 +91,7 @@ def _backend(args: argparse.Namespace):
     if args.base_url:
         return OpenAIBackend(args.model, base_url=args.base_url, temperature=args.temperature)
     if Path(args.model).is_dir():
-        return KitBackend(args.model)
+        return KitBackend(args.model, max_calls=args.max_calls)
     raise ConfigError(f"--model {args.model!r} is not a folder; give --base-url URL for an endpoint model name, or "
                       f"a kit LM folder (frontier llm train --out DIR)")
 
