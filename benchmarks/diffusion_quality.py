@@ -8,7 +8,8 @@
 - shapes (32×32, latent diffusion: VAE trained here, then the text-conditioned UNet): samples for
   held-out captions (CFG s = 3, DPM-Solver++ 20 steps): caption accuracy (shape judged by the shapes
   classifier, colour/position measured), Fréchet distance to held-out images;
-- ControlNet on outlines vs the same text-only model and captions: mask IoU with the held-out shape.
+- ControlNet on outlines (edges) and on filled masks vs the same text-only model and captions: mask IoU with
+  the held-out shape.
 
     python benchmarks/diffusion_quality.py --write            # full training and sample sizes
     python benchmarks/diffusion_quality.py --quick --write    # short training runs, fewer samples
@@ -36,6 +37,7 @@ def main() -> None:
     from frontierkit.diffusion import experiments as E
     from frontierkit.diffusion import metrics as M
     from frontierkit.diffusion.data import digits_data, shapes_data
+    from frontierkit.diffusion.train import encode_latents, load_vae
 
     torch.set_num_threads(1)
     q = args.quick
@@ -46,6 +48,7 @@ def main() -> None:
     uncond, cond = E.digits_run(q, "none", quiet=False), E.digits_run(q, "class", quiet=False)
     text = E.shapes_text_run(q, quiet=False)
     cn = E.controlnet_run(q, quiet=False)
+    cn_mask = E.controlnet_run(q, quiet=False, condition="mask")
     train_s = time.perf_counter() - t0
 
     # ---- digits: Fréchet distance in the digits classifier's feature space
@@ -88,14 +91,25 @@ def main() -> None:
     shapes_rows = [{"samples": "real held-out images (ceiling)", **M.caption_accuracy(clf_s, te.images[idx], labs),
                     "mask_iou": M.mask_iou(te.images[idx], te.masks[idx]),
                     "frechet": fds(shapes_data("train").images[:len(te)])}]
+    vae = load_vae(E.vae_run(q))
+    with torch.no_grad():
+        z = encode_latents(vae, te.images[idx])
+        rec = (vae.decode(z / vae.cfg.scaling_factor).clamp(-1, 1) + 1) / 2
+    shapes_rows.append({"samples": "VAE reconstructions of the same images (latent ceiling)",
+                        **M.caption_accuracy(clf_s, rec, labs), "mask_iou": M.mask_iou(rec, te.masks[idx]),
+                        "frechet": fds(rec)})
     pt = E.pipeline_for(text, "DPMSolverMultistepScheduler")
     x_text = E.generate(pt, n_shapes, 20, seed=4, prompts=caps, guidance_scale=3.0)
     shapes_rows.append({"samples": "text-only, CFG s=3, DPM-Solver++ 20", **M.caption_accuracy(clf_s, x_text, labs),
                         "mask_iou": M.mask_iou(x_text, te.masks[idx]), "frechet": fds(x_text)})
-    pcn = E.pipeline_for(text, "DPMSolverMultistepScheduler", controlnet=cn)
-    x_cn = E.generate(pcn, n_shapes, 20, seed=4, prompts=caps, guidance_scale=3.0, control=te.outlines[idx])
-    shapes_rows.append({"samples": "ControlNet (outline) + text, CFG s=3", **M.caption_accuracy(clf_s, x_cn, labs),
-                        "mask_iou": M.mask_iou(x_cn, te.masks[idx]), "frechet": fds(x_cn)})
+    x_cns = {}
+    for kind, run in (("outline", cn), ("mask", cn_mask)):
+        pcn = E.pipeline_for(text, "DPMSolverMultistepScheduler", controlnet=run)
+        x_cns[kind] = x = E.generate(pcn, n_shapes, 20, seed=4, prompts=caps, guidance_scale=3.0,
+                                     control=te.control(kind)[idx])
+        shapes_rows.append({"samples": f"ControlNet ({kind}) + text, CFG s=3", **M.caption_accuracy(clf_s, x, labs),
+                            "mask_iou": M.mask_iou(x, te.masks[idx]), "frechet": fds(x)})
+    x_cn = x_cns["outline"]
     torch.save({"text": x_text[:16], "controlnet": x_cn[:16], "outlines": te.outlines[idx][:16],
                 "captions": caps[:16], "digits": E.generate(pc, 20, 20, seed=5, labels=torch.arange(20) % 10,
                                                             guidance_scale=3.0)},
@@ -113,7 +127,7 @@ def main() -> None:
             "## Digits (pixel DDPM, 8×8)", *bench_common.table(digits_rows), "",
             "## Samplers vs a 1000-step DDIM reference (same x_T, unconditional digits model)",
             *bench_common.table(sched_rows), "",
-            "## Shapes (latent text-to-image on held-out captions; ControlNet on held-out outlines)",
+            "## Shapes (latent text-to-image on held-out captions; ControlNet on held-out outlines / masks)",
             *bench_common.table(shapes_rows)]
     bench_common.write("diffusion_quality", info, body)
 

@@ -1,5 +1,6 @@
 """``frontier diffusion {train,sample,controlnet,export}``: train pixel/latent diffusion models and a
-ControlNet on digits/shapes, sample them with any scheduler and guidance, export diffusers folders."""
+ControlNet on digits/shapes, sample them (or diffusers folders) with any scheduler and guidance, export
+diffusers folders."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +9,30 @@ from pathlib import Path
 
 SCHEDULER_NAMES = {"ddpm": "DDPMScheduler", "ddim": "DDIMScheduler", "euler": "EulerDiscreteScheduler",
                    "euler-a": "EulerAncestralDiscreteScheduler", "dpm": "DPMSolverMultistepScheduler"}
+
+
+def unet_or_pipeline_folder(what: str):
+    """A typed argument: a diffusion-unet run/model folder (ours or diffusers') or a diffusers pipeline folder."""
+    from .. import argtypes as at
+    unet = at.model_folder(kind="diffusion-unet", what=what)
+
+    def convert(s: str) -> str:
+        from .folders import is_diffusers_pipeline
+        try:
+            if is_diffusers_pipeline(s):
+                return s
+        except (OSError, ValueError):
+            pass
+        return unet(s)
+    return at.ArgType("model", "a diffusion-unet run/model folder or a diffusers pipeline folder", convert,
+                      model_kind="diffusion-unet")
+
+
+def text_encoder_folder(what: str):
+    """A typed argument: a kit model folder tagged "text-encoder" (e.g. a CLIP run)."""
+    from .. import argtypes as at
+    from .text import TEXT_ENCODER_TAG
+    return at.model_folder(tags=TEXT_ENCODER_TAG, what=what)
 
 
 def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
@@ -25,6 +50,10 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     t.add_argument("--vae", dest="vae_dir", default=None, metavar="DIR",
                    type=at.model_folder(kind="diffusion-vae", what="frontier diffusion train --vae"),
                    help="train in the latent space of this VAE run (shorthand for --data.vae)")
+    t.add_argument("--text-encoder", dest="text_encoder_dir", default=None, metavar="DIR",
+                   type=text_encoder_folder("frontier diffusion train --text-encoder"),
+                   help="a kit text encoder (registry tag text-encoder, e.g. a CLIP run) for --condition text "
+                        "(shorthand for --data.text_encoder; default: the shapes caption encoder)")
     t.add_argument("--stage", dest="stage", default=None, choices=("unet", "vae"), help="what to train")
     add_run_args(t, DiffusionRunConfig, "diffusion")
     t.set_defaults(func=train_cmd)
@@ -33,13 +62,20 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
     c.add_argument("--unet", dest="unet_dir", required=True, metavar="DIR",
                    type=at.model_folder(kind="diffusion-unet", what="frontier diffusion controlnet --unet"),
                    help="run folder of `frontier diffusion train --data shapes --condition text --vae ...`")
+    c.add_argument("--control", dest="control", default=None, choices=("outline", "mask"),
+                   help="control image: the shape's outline (edges) or filled mask (shorthand for --condition)")
     add_run_args(c, ControlNetRunConfig, "controlnet")
     c.set_defaults(func=controlnet_cmd)
 
-    s = cmds.add_parser("sample", help="generate images from a trained run into a PNG grid")
+    s = cmds.add_parser("sample", help="generate images from a trained run or a diffusers folder into a PNG grid")
     s.add_argument("--model", dest="model_dir", required=True, metavar="DIR",
-                   type=at.model_folder(kind="diffusion-unet", what="frontier diffusion sample"),
-                   help="a `frontier diffusion train` run folder")
+                   type=unet_or_pipeline_folder("frontier diffusion sample"),
+                   help="a `frontier diffusion train` run folder, a diffusers pipeline folder (unet/, vae/, "
+                        "scheduler/) or a diffusers UNet folder")
+    s.add_argument("--text-encoder", dest="text_encoder_dir", default=None, metavar="DIR",
+                   type=text_encoder_folder("frontier diffusion sample --text-encoder"),
+                   help="a kit text encoder (tag text-encoder) for a text-conditioned diffusers UNet, or to replace "
+                        "the run's own")
     s.add_argument("--prompt", action="append", default=None, type=at.text(200),
                    help="caption (repeatable; text-conditioned runs), e.g. 'a large red circle in the center'")
     s.add_argument("--negative-prompt", default=None, type=at.text(200, nonempty=False))
@@ -63,6 +99,8 @@ def register(sub: argparse._SubParsersAction, area: str, text: str) -> None:
                    type=at.model_folder(kind=("diffusion-unet", "diffusion-vae", "controlnet"),
                                         what="frontier diffusion export"))
     e.add_argument("--out", metavar="DIR", type=at.out_dir(), required=True)
+    e.add_argument("--pipeline", action="store_true",
+                   help="a UNet run as a diffusers pipeline folder (model_index.json, unet/, vae/, scheduler/)")
     e.set_defaults(func=export_cmd)
 
 
@@ -75,6 +113,8 @@ def _base(args: argparse.Namespace) -> dict:
         data["condition"] = args.condition
     if args.vae_dir:
         data["vae"] = str(Path(args.vae_dir).resolve())
+    if args.text_encoder_dir:
+        data["text_encoder"] = str(Path(args.text_encoder_dir).resolve())
     base: dict = {"data": data} if data else {}
     if args.stage:
         base["stage"] = args.stage
@@ -101,7 +141,10 @@ def controlnet_cmd(args: argparse.Namespace) -> int:
     from ..command import build_config, start_run
     from .train import train_controlnet
 
-    cfg = build_config(args, base={"unet": str(Path(args.unet_dir).resolve())})
+    base = {"unet": str(Path(args.unet_dir).resolve())}
+    if args.control:
+        base["condition"] = args.control
+    cfg = build_config(args, base=base)
     run = start_run(args, cfg)
     try:
         train_controlnet(cfg, run.out, tracker=run.tracker, quiet=run.quiet, resume=True)
@@ -117,37 +160,52 @@ def _run_folder(path: str) -> Path:
     return p.parent if p.name == "model" else p
 
 
+def _control_kind(controlnet_dir: str) -> str:
+    """outline or mask: what the ControlNet run was trained on (outline for folders without a run config)."""
+    from ..models import open_model
+    run = open_model(controlnet_dir, kind="controlnet").run or {}
+    return run.get("condition", "outline")
+
+
 def sample_cmd(args: argparse.Namespace) -> int:
     import torch
 
     from ..errors import ConfigError
     from .data import shapes_data
     from .experiments import generate, pipeline_for
-    from .train import load_unet_run
+    from .folders import open_parts
 
-    run = _run_folder(args.model_dir)
-    _, cfg = load_unet_run(run)
+    run = Path(args.model_dir)
+    run = _run_folder(args.model_dir) if (run.parent / "run_config.json").is_file() else run
+    parts = open_parts(run, args.text_encoder_dir or "")
+    cond = parts.condition
     control = None
     prompts = args.prompt
     if args.controlnet_dir:
-        te = shapes_data("test", cfg.data.shapes_n, cfg.data.shapes_size, cfg.data.seed)
+        d = parts.run.data if parts.run is not None else None
+        te = shapes_data("test", d.shapes_n, d.shapes_size, d.seed) if d else shapes_data("test")
         n = len(prompts) if prompts else min(args.n, len(te))
-        control = te.outlines[:n]
+        if n > len(te):
+            raise ConfigError(f"{n} prompts but only {len(te)} held-out control images; pass fewer --prompt")
+        control = te.control(_control_kind(args.controlnet_dir))[:n]
         prompts = prompts or te.captions[:n]
-    cond = cfg.data.condition
     if cond == "text" and not prompts:
         raise ConfigError(f"{run} is text-conditioned: pass --prompt 'a large red circle in the center'")
-    if cond != "text" and prompts:
-        raise ConfigError(f"{run} is not text-conditioned (condition={cond}); drop --prompt")
+    if cond != "text" and (prompts or args.negative_prompt):
+        raise ConfigError(f"{run} is not text-conditioned (condition={cond}); drop --prompt/--negative-prompt")
     if cond != "class" and args.label:
         raise ConfigError(f"{run} is not class-conditional (condition={cond}); drop --label")
+    n_classes = parts.unet.cfg.num_class_embeds or 1
+    if args.label and max(args.label) >= n_classes - 1:
+        raise ConfigError(f"--label {max(args.label)} is not a class of {run} (0..{n_classes - 2})")
     pipe = pipeline_for(run, SCHEDULER_NAMES[args.scheduler],
-                        controlnet=_run_folder(args.controlnet_dir) if args.controlnet_dir else None)
-    labels = torch.tensor(args.label) if args.label else (torch.arange(args.n) % 10 if cond == "class" else None)
+                        controlnet=_run_folder(args.controlnet_dir) if args.controlnet_dir else None,
+                        text_encoder=args.text_encoder_dir or "")
+    labels = torch.tensor(args.label) if args.label else (torch.arange(args.n) % (n_classes - 1) if cond == "class" else None)
     n = len(prompts) if prompts else (len(labels) if labels is not None else args.n)
     scale = args.guidance if cond != "none" else 1.0
     images = generate(pipe, n, args.steps, seed=args.seed, guidance_scale=scale, prompts=prompts, labels=labels,
-                      control=control, progress=not args.quiet)
+                      control=control, progress=not args.quiet, negative_prompt=args.negative_prompt)
     save_grid(images, args.out, titles=prompts)
     print(json.dumps({"out": str(args.out), "n": n, "scheduler": args.scheduler, "steps": args.steps}))
     return 0
@@ -175,9 +233,19 @@ def save_grid(images, path: str | Path, titles: list[str] | None = None) -> None
 
 
 def export_cmd(args: argparse.Namespace) -> int:
-    from ..models import open_model
+    from ..errors import ConfigError
+    from ..models import check_folder, open_model
     from .convert import to_diffusers
+    from .folders import export_pipeline
 
+    if args.pipeline:
+        run = _run_folder(args.model_dir)
+        if not (run / "run_config.json").is_file() or check_folder(run)[2].name != "diffusion-unet":
+            raise ConfigError(f"--pipeline exports a `frontier diffusion train` UNet run folder; {args.model_dir} "
+                              "is not one")
+        out = export_pipeline(run, args.out)
+        print(json.dumps({"kind": "pipeline", "out": str(out)}))
+        return 0
     loaded = open_model(args.model_dir, kind=("diffusion-unet", "diffusion-vae", "controlnet"))
     out = to_diffusers(loaded.model, args.out)
     sched = _run_folder(args.model_dir) / "scheduler_config.json"

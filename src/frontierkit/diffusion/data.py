@@ -1,5 +1,5 @@
 """Training data for the diffusion models: digits (pixel DDPM, Ho et al. 2020) and shapes with captions,
-foreground masks and outlines (the Fill50K task of Zhang et al. 2023 "ControlNet" in miniature: a
+foreground masks and outlines (ControlNet's "edges / masks" conditions; the Fill50K task of Zhang et al. 2023 "ControlNet" in miniature: a
 shape's outline → the filled, coloured shape the caption describes)."""
 from __future__ import annotations
 
@@ -37,10 +37,16 @@ class ShapesSplit:
     captions: list[str]
     labels: dict[str, torch.Tensor]      # shape, color, size, position: (N,)
     masks: torch.Tensor                  # (N, S, S) bool foreground
-    outlines: torch.Tensor               # (N, 3, S, S) float {0, 1}: the ControlNet condition
+    outlines: torch.Tensor               # (N, 3, S, S) float {0, 1}: the ControlNet "edges" condition
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    def control(self, kind: str) -> torch.Tensor:
+        """(N, 3, S, S) float {0, 1} ControlNet condition: the shape's outline (edges, Fill50K) or its filled mask."""
+        if kind == "outline":
+            return self.outlines
+        return self.masks.float().unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
 
 
 def shapes_data(split: str, n: int = 2000, size: int = 32, seed: int = 0) -> ShapesSplit:

@@ -17,12 +17,11 @@ from ..data import cache_dir
 from ..train import TrainConfig
 from .pipelines import StableDiffusionPipeline
 from .schedulers import SCHEDULERS
-from .text import CaptionEncoder
 from .train import (ControlNetRunConfig, DiffusionDataConfig, DiffusionModelConfig, DiffusionRunConfig,
-                    load_unet_run, load_vae, scheduler_config, train_controlnet, train_unet, train_vae)
+                    train_controlnet, train_unet, train_vae)
 
 STEPS = {  # training steps (quick, full) — sized for a shared 2-core CPU
-    "digits": (400, 1500), "digits-class": (400, 1500), "vae": (500, 1500), "shapes-text": (400, 2000),
+    "digits": (400, 1500), "digits-class": (400, 1500), "vae": (800, 2000), "shapes-text": (400, 2000),
     "controlnet": (150, 800), "classifier": (400, 800)}
 
 
@@ -72,10 +71,12 @@ def shapes_text_run(quick: bool, quiet: bool = True) -> Path:
     return _cached("shapes-text", quick, train_unet, cfg, quiet)
 
 
-def controlnet_run(quick: bool, quiet: bool = True) -> Path:
-    cfg = ControlNetRunConfig(unet=str(shapes_text_run(quick, quiet)),
+def controlnet_run(quick: bool, quiet: bool = True, condition: str = "outline") -> Path:
+    """ControlNet on the frozen shapes text UNet, conditioned on the shape's outline (edges) or filled mask."""
+    cfg = ControlNetRunConfig(unet=str(shapes_text_run(quick, quiet)), condition=condition,
                               train=_train_cfg("controlnet", quick, batch_size=16, lr=1e-3))
-    return _cached("controlnet", quick, train_controlnet, cfg, quiet)
+    name = "controlnet" if condition == "outline" else f"controlnet-{condition}"
+    return _cached(name, quick, train_controlnet, cfg, quiet)
 
 
 def classifier_run(data: str, quick: bool, quiet: bool = True) -> Path:
@@ -97,22 +98,24 @@ def load_classifier(path: Path) -> nn.Module:
 
 
 # ------------------------------------------------------------------------------------------- sampling
-def pipeline_for(run: Path, scheduler: str = "DPMSolverMultistepScheduler", controlnet: Path | None = None
-                 ) -> StableDiffusionPipeline:
-    """A pipeline over a trained run: its UNet, the run's noise schedule, its VAE and text encoder."""
+def pipeline_for(run: Path, scheduler: str = "DPMSolverMultistepScheduler", controlnet: Path | None = None,
+                 text_encoder: str = "") -> StableDiffusionPipeline:
+    """A pipeline over a trained run or a diffusers folder: its UNet, noise schedule, VAE and text encoder
+    (``text_encoder``: a kit folder tagged "text-encoder" replacing the run's own)."""
     from ..models import open_model
-    unet, cfg = load_unet_run(run)
-    sched = SCHEDULERS[scheduler].from_config(scheduler_config(cfg.model))
-    vae = load_vae(cfg.data.vae) if cfg.data.vae else None
-    text = CaptionEncoder() if cfg.data.condition == "text" else None
+    from .folders import open_parts
+    parts = open_parts(run, text_encoder)
+    sched = SCHEDULERS[scheduler].from_config(parts.scheduler_config)
     cn = open_model(controlnet, kind="controlnet").model.eval() if controlnet else None
-    return StableDiffusionPipeline(unet=unet, scheduler=sched, vae=vae, text_encoder=text, controlnet=cn)
+    return StableDiffusionPipeline(unet=parts.unet, scheduler=sched, vae=parts.vae, text_encoder=parts.text_encoder,
+                                   controlnet=cn)
 
 
 @torch.no_grad()
 def generate(pipe: StableDiffusionPipeline, n: int, steps: int, seed: int = 0, batch: int = 100,
              guidance_scale: float = 1.0, prompts: list[str] | None = None, labels: torch.Tensor | None = None,
-             control: torch.Tensor | None = None, eta: float = 0.0, progress: bool = False) -> torch.Tensor:
+             control: torch.Tensor | None = None, eta: float = 0.0, progress: bool = False,
+             negative_prompt: str | None = None) -> torch.Tensor:
     """(n, C, H, W) images in [0, 1], in batches, each batch from its own seeded generator."""
     out = []
     for i in range(0, n, batch):
@@ -122,6 +125,8 @@ def generate(pipe: StableDiffusionPipeline, n: int, steps: int, seed: int = 0, b
                                   progress=progress)
         if prompts is not None:
             kw["prompt"] = prompts[i:j]
+            if negative_prompt is not None:
+                kw["negative_prompt"] = negative_prompt
         if labels is not None:
             kw["class_labels"] = labels[i:j]
         if control is not None:

@@ -1,13 +1,21 @@
-"""A small text encoder for the shapes captions: a fixed word vocabulary embedded one-hot (no trained
-weights), so the UNet's cross-attention (Rombach et al. 2022 sec. 3.3, K/V projections of τ_θ(y)) learns
-the whole text pathway. Any kit text encoder with the call ``encoder(prompts) -> (hidden, pooled)`` fits
-the pipelines; this one keeps the latent model a single registry kind ("diffusion-unet")."""
+"""Text encoders τ_θ(y) of the latent text-to-image models (Rombach et al. 2022 sec. 3.3: the UNet's
+cross-attention reads K/V projections of τ_θ(y)). The pipelines call ``encoder(prompts) -> (hidden (B, L, D),
+pooled (B, P))``; two encoders fit:
+
+- any kit model the registry tags "text-encoder" (the multimodal area's CLIP text tower, Radford et al. 2021),
+  opened by folder with ``load_text_encoder(dir)`` and called through its ``encode_prompts`` — no import of
+  another area;
+- the fallback ``CaptionEncoder``: the shapes captions' fixed word vocabulary embedded one-hot (no trained
+  weights), so the UNet's cross-attention learns the whole text pathway."""
 from __future__ import annotations
 
 import torch
 
 from ..data.shapes import COLORS, POSITIONS, SHAPES, SIZES
 from ..errors import DataError
+
+TEXT_ENCODER_TAG = "text-encoder"
+"""the registry tag of a kit text encoder (a model with ``encode_prompts(list[str]) -> (hidden, pooled)``)"""
 
 SPECIALS = ("<pad>", "<bos>")
 
@@ -52,3 +60,29 @@ class CaptionEncoder:
         h[:, torch.arange(L), pos] = 1.0                                           # position one-hot
         h[ids == 0] = 0.0                                                          # padding is silent
         return h, h.sum(1) / (ids != 0).sum(1, keepdim=True).clamp(min=1)          # (B, L, D), (B, D)
+
+
+class RegistryTextEncoder:
+    """A kit model tagged "text-encoder" (e.g. CLIP's text tower), frozen: prompts -> its ``encode_prompts``."""
+
+    def __init__(self, path: str):
+        from ..models import open_model
+        self.path = str(path)
+        self.model = open_model(path, tags=TEXT_ENCODER_TAG, what="the diffusion text encoder").model.eval()
+        self.model.requires_grad_(False)
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hidden (B, L, D), pooled (B, P)) in float32."""
+        hidden, pooled = self.model.encode_prompts(list(prompts))
+        return hidden.float(), pooled.float()
+
+
+def load_text_encoder(path: str = ""):
+    """The registry text encoder saved under ``path``, or the shapes ``CaptionEncoder`` when ``path`` is empty."""
+    return RegistryTextEncoder(path) if path else CaptionEncoder()
+
+
+def encode_all(encoder, prompts: list[str], batch_size: int = 256) -> torch.Tensor:
+    """(N, L, D) hidden states of many prompts, in batches."""
+    return torch.cat([encoder(prompts[i:i + batch_size])[0] for i in range(0, len(prompts), batch_size)])

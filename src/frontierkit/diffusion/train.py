@@ -18,7 +18,7 @@ from ..config import from_dict, require, to_dict
 from ..errors import CheckpointError, ConfigError
 from ..train import TrainConfig, Trainer
 from .schedulers import DDPMScheduler
-from .text import CaptionEncoder
+from .text import encode_all, load_text_encoder
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +39,13 @@ class DiffusionModelConfig:
     """β schedule: linear (DDPM), scaled_linear (Stable Diffusion) or cosine (Improved DDPM)"""
     cond_dropout: float = 0.1
     """probability of dropping the class/caption during training (classifier-free guidance)"""
+    vae_width: int = 8
+    """stage=vae: channels of the VAE's first level (then 2·width)"""
+    vae_levels: int = 2
+    """stage=vae: resolution levels of the VAE; latents are S / 2^(levels−1) on a side"""
+    vae_foreground_weight: float = 10.0
+    """stage=vae: extra L1 weight on the shape's pixels (a shape covers ~5% of an image; unweighted, the
+    decoder learns the background first and draws the shapes as blobs)"""
 
     def __post_init__(self) -> None:
         require(self.width >= 8 and self.width % self.norm_groups == 0, "model.width", self.width,
@@ -47,6 +54,11 @@ class DiffusionModelConfig:
         require(self.num_train_timesteps >= 10, "model.num_train_timesteps", self.num_train_timesteps,
                 "must be >= 10")
         require(0.0 <= self.cond_dropout < 1.0, "model.cond_dropout", self.cond_dropout, "must be in [0, 1)")
+        require(self.vae_width >= 8 and self.vae_width % 8 == 0, "model.vae_width", self.vae_width,
+                "must be a positive multiple of 8")
+        require(1 <= self.vae_levels <= 4, "model.vae_levels", self.vae_levels, "must be in 1..4")
+        require(self.vae_foreground_weight >= 0, "model.vae_foreground_weight", self.vae_foreground_weight,
+                "must be >= 0")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,11 +77,15 @@ class DiffusionDataConfig:
     """shapes generation seed"""
     vae: str = ""
     """a trained VAE run folder: the UNet then learns the VAE's latents (latent diffusion); empty = pixels"""
+    text_encoder: str = ""
+    """condition=text: a kit model folder tagged "text-encoder" (e.g. a CLIP run); empty = the shapes caption encoder"""
 
     def __post_init__(self) -> None:
         require(not (self.name == "digits" and self.condition == "text"), "data.condition", self.condition,
                 "digits have no captions: use none or class")
         require(self.upscale >= 1, "data.upscale", self.upscale, "must be >= 1")
+        require(not self.text_encoder or self.condition == "text", "data.text_encoder", self.text_encoder,
+                "a text encoder needs data.condition=text (--condition text)")
         require(self.shapes_n >= 40, "data.shapes_n", self.shapes_n, "must be >= 40")
 
 
@@ -98,6 +114,8 @@ class DiffusionRunConfig:
 class ControlNetRunConfig:
     unet: str = ""
     """run folder of a trained text-conditioned (latent) shapes UNet; it stays frozen"""
+    condition: Literal["outline", "mask"] = "outline"
+    """the control image: the shape's outline (edges; Fill50K) or its filled foreground mask"""
     conditioning_scale: float = 1.0
     """scale of the ControlNet residuals at training time"""
     train: TrainConfig = field(default_factory=default_train)
@@ -119,26 +137,31 @@ def num_classes(d: DiffusionDataConfig) -> int:
     return 10 if d.name == "digits" else 4
 
 
-def unet_config(cfg: DiffusionRunConfig, in_channels: int, sample_size: int):
-    """The UNet of a run: 2 levels; cross-attention in the first for captions; +1 null class for CFG."""
+def unet_config(cfg: DiffusionRunConfig, in_channels: int, sample_size: int, cross_attention_dim: int | None = None):
+    """The UNet of a run: 2 levels; for captions 3 levels with cross-attention (width of the text encoder's
+    hidden states) at each and in the mid block, as Stable Diffusion: "at the top left" needs features that know
+    where they are, and only the coarsest level (4×4 on 16×16 latents) sees the whole image; +1 null class for CFG."""
     from .models import UNetConfig
     m, d = cfg.model, cfg.data
     text = d.condition == "text"
+    levels = 3 if text else 2
     return UNetConfig(
         sample_size=sample_size, in_channels=in_channels, out_channels=in_channels,
-        block_out_channels=(m.width, 2 * m.width), layers_per_block=m.layers_per_block,
-        down_block_types=("CrossAttnDownBlock2D" if text else "DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D" if text else "UpBlock2D"),
-        mid_block_type="UNetMidBlock2D", cross_attention_dim=CaptionEncoder().dim if text else None,
-        attention_head_dim=(m.heads, 2 * m.heads), norm_num_groups=m.norm_groups,
+        block_out_channels=(m.width,) + (2 * m.width,) * (levels - 1), layers_per_block=m.layers_per_block,
+        down_block_types=("CrossAttnDownBlock2D" if text else "DownBlock2D",) * levels,
+        up_block_types=("CrossAttnUpBlock2D" if text else "UpBlock2D",) * levels,
+        mid_block_type="UNetMidBlock2DCrossAttn" if text else "UNetMidBlock2D",
+        cross_attention_dim=cross_attention_dim if text else None,
+        attention_head_dim=(m.heads,) + (2 * m.heads,) * (levels - 1), norm_num_groups=m.norm_groups,
         num_class_embeds=num_classes(d) + 1 if d.condition == "class" else None)
 
 
-def vae_config(sample_size: int, width: int = 8):
-    """The shapes VAE: 3 levels (×4 down), 4 latent channels; channels (w, 2w, 2w)."""
+def vae_config(sample_size: int, width: int = 8, levels: int = 2):
+    """The shapes VAE: ``levels`` levels (×2^(levels−1) down), 4 latent channels; channels (w, 2w, 2w, ...)."""
     from .models import VAEConfig
-    return VAEConfig(in_channels=3, out_channels=3, block_out_channels=(width, 2 * width, 2 * width), layers_per_block=1,
-                     down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+    channels = tuple(width * min(2 ** i, 2) for i in range(levels))
+    return VAEConfig(in_channels=3, out_channels=3, block_out_channels=channels, layers_per_block=1,
+                     down_block_types=("DownEncoderBlock2D",) * levels, up_block_types=("UpDecoderBlock2D",) * levels,
                      latent_channels=4, norm_num_groups=8, sample_size=sample_size, scaling_factor=1.0)
 
 
@@ -168,7 +191,7 @@ def training_tensors(d: DiffusionDataConfig, split: str = "train") -> tuple[torc
     if d.condition == "class":
         return x, s.labels["shape"]
     if d.condition == "text":
-        return x, CaptionEncoder()(s.captions)[0]
+        return x, encode_all(load_text_encoder(d.text_encoder), s.captions)   # (N, 4, h, w), (N, L, D)
     return (x,)
 
 
@@ -202,14 +225,16 @@ def ddpm_loss(sched: DDPMScheduler, condition: str, p_drop: float, null: torch.T
     return loss_fn
 
 
-def vae_loss(kl_weight: float = 1e-4):
-    """KL-regularised autoencoder loss (LDM sec. 3, KL-reg): |x − D(z)|₁ + λ KL(q(z|x) ‖ N(0, I)), z ~ q(z|x)
-    (L1 rather than L2: the small shapes would otherwise be averaged into the background)."""
+def vae_loss(kl_weight: float = 1e-4, foreground_weight: float = 0.0):
+    """KL-regularised autoencoder loss (LDM sec. 3, KL-reg): Σ w |x − D(z)|₁ + λ KL(q(z|x) ‖ N(0, I)), z ~ q(z|x),
+    w = 1 + foreground_weight on the shape's pixels (batch = (images, masks)). L1 rather than L2 and the
+    foreground weight stand in for LDM's perceptual loss: the small shapes would otherwise be averaged away."""
     def loss_fn(vae: nn.Module, batch: tuple[torch.Tensor, ...]):
-        x = batch[0] * 2 - 1
+        x = batch[0] * 2 - 1                                                 # (B, 3, S, S)
+        w = 1.0 + foreground_weight * batch[1].unsqueeze(1).float() if len(batch) > 1 else 1.0  # (B, 1, S, S)
         post = vae.encode(x)
         recon = vae.decode(post.sample())
-        rec, kl = F.l1_loss(recon, x), post.kl().mean() / x[0].numel()
+        rec, kl = (w * (recon - x).abs()).mean(), post.kl().mean() / x[0].numel()
         return rec + kl_weight * kl, {"recon": rec.detach(), "kl": kl.detach()}
     return loss_fn
 
@@ -235,13 +260,14 @@ def train_unet(cfg: DiffusionRunConfig, out: str | Path, *, tracker: Any = None,
     tensors = training_tensors(d)
     x0 = tensors[0]
     torch.manual_seed(cfg.train.seed)
-    unet = UNet2DConditionModel(unet_config(cfg, x0.shape[1], x0.shape[-1]))
+    text_dim = tensors[1].shape[-1] if d.condition == "text" else None
+    unet = UNet2DConditionModel(unet_config(cfg, x0.shape[1], x0.shape[-1], text_dim))
     sched = DDPMScheduler.from_config(scheduler_config(cfg.model))
     null = None
     if d.condition == "class":
         null = torch.tensor(num_classes(d))
     elif d.condition == "text":
-        null = CaptionEncoder()([""])[0]                                     # (1, L, D)
+        null = load_text_encoder(d.text_encoder)([""])[0]                    # (1, L, D): the empty prompt
     _write_run_files(out, cfg, scheduler_config(cfg.model))
     data = TensorBatches(*tensors, batch_size=cfg.train.batch_size, seed=cfg.train.seed)
     trainer = Trainer(unet, ddpm_loss(sched, d.condition, cfg.model.cond_dropout, null), data, cfg.train,
@@ -262,10 +288,13 @@ def train_vae(cfg: DiffusionRunConfig, out: str | Path, *, tracker: Any = None, 
     d = cfg.data
     s = shapes_data("train", d.shapes_n, d.shapes_size, d.seed)
     torch.manual_seed(cfg.train.seed)
-    vae = AutoencoderKL(vae_config(d.shapes_size))
+    m = cfg.model
+    vae = AutoencoderKL(vae_config(d.shapes_size, m.vae_width, m.vae_levels))
+    with torch.no_grad():   # start q(z|x) narrow (σ ≈ 0.05): with log σ² = 0 the decoder first sees noise only
+        vae.quant_conv.bias[vae.cfg.latent_channels:].fill_(-6.0)
     _write_run_files(out, cfg)
-    data = TensorBatches(s.images, batch_size=cfg.train.batch_size, seed=cfg.train.seed)
-    trainer = Trainer(vae, vae_loss(), data, cfg.train, out=out, tracker=tracker, run_config=to_dict(cfg),
+    data = TensorBatches(s.images, s.masks, batch_size=cfg.train.batch_size, seed=cfg.train.seed)
+    trainer = Trainer(vae, vae_loss(foreground_weight=m.vae_foreground_weight), data, cfg.train, out=out, tracker=tracker, run_config=to_dict(cfg),
                       model_config=vae.cfg.to_dict(), quiet=quiet, progress_desc="diffusion vae shapes")
     trainer.fit(resume=resume)
     vae.eval()
@@ -300,7 +329,7 @@ def controlnet_loss(unet: nn.Module, sched: DDPMScheduler, null: torch.Tensor, p
 
 def train_controlnet(cfg: ControlNetRunConfig, out: str | Path, *, tracker: Any = None, quiet: bool = True,
                      resume: bool = False) -> nn.Module:
-    """Train a ControlNet (outline → filled shape) on a frozen text-to-image shapes UNet."""
+    """Train a ControlNet (outline or mask → filled shape) on a frozen text-to-image shapes UNet."""
     from ..data import TensorBatches
     from .data import shapes_data
     from .models import ControlNetModel
@@ -319,9 +348,9 @@ def train_controlnet(cfg: ControlNetRunConfig, out: str | Path, *, tracker: Any 
     torch.manual_seed(cfg.train.seed)
     controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=channels)
     sched = DDPMScheduler.from_config(scheduler_config(ucfg.model))
-    null = CaptionEncoder()([""])[0]
+    null = load_text_encoder(ucfg.data.text_encoder)([""])[0]                # (1, L, D)
     _write_run_files(out, cfg, scheduler_config(ucfg.model))
-    data = TensorBatches(x0, emb, s.outlines, batch_size=cfg.train.batch_size, seed=cfg.train.seed)
+    data = TensorBatches(x0, emb, s.control(cfg.condition), batch_size=cfg.train.batch_size, seed=cfg.train.seed)
     trainer = Trainer(controlnet, controlnet_loss(unet, sched, null, ucfg.model.cond_dropout,
                                                   cfg.conditioning_scale),
                       data, cfg.train, out=out, tracker=tracker, run_config=to_dict(cfg),

@@ -1,0 +1,131 @@
+"""Opening a sampling pipeline (Rombach et al. 2022: UNet + noise schedule + VAE + text encoder τ_θ) from a
+folder: a ``frontier diffusion train`` run, a diffusers pipeline folder (``model_index.json`` with ``unet/``,
+``vae/``, ``scheduler/``), or a single diffusers UNet folder (+ ``scheduler_config.json`` when present).
+diffusers' own text encoders (transformers' CLIPTextModel) are not read: a text-conditioned diffusers UNet
+takes ``text_encoder=`` a kit text-encoder folder, or the shapes caption encoder when its width fits."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from ..errors import CheckpointError, ConfigError
+
+DEFAULT_SCHEDULER = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
+                     "beta_end": 0.012, "prediction_type": "epsilon", "clip_sample": False,
+                     "timestep_spacing": "leading", "steps_offset": 1}
+"""Stable Diffusion's schedule, used for a lone diffusers UNet folder without scheduler_config.json"""
+
+
+@dataclass
+class Parts:
+    """What a pipeline needs, read from one folder."""
+    unet: nn.Module
+    scheduler_config: dict[str, Any]
+    vae: nn.Module | None
+    text_encoder: Callable | None
+    condition: str
+    """none / class / text: what the UNet is conditioned on"""
+    run: Any = None
+    """the DiffusionRunConfig of a kit run (None for diffusers folders)"""
+
+
+def _meta(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def is_diffusers_pipeline(path: str | Path) -> bool:
+    """A diffusers pipeline layout: model_index.json or a unet/ model folder."""
+    p = Path(path)
+    return (p / "model_index.json").is_file() or (p / "unet" / "config.json").is_file()
+
+
+def is_diffusers_unet(path: str | Path) -> bool:
+    """A single diffusers UNet2DConditionModel folder (written by diffusers or ``frontier diffusion export``)."""
+    return _meta(Path(path)).get("_class_name") == "UNet2DConditionModel"
+
+
+def condition_of(unet: nn.Module) -> str:
+    """text when the UNet has cross-attention, class with class embeddings, else none."""
+    cfg = unet.cfg
+    blocks = tuple(cfg.down_block_types) + tuple(cfg.up_block_types) + (cfg.mid_block_type or "",)
+    if cfg.cross_attention_dim is not None and any("CrossAttn" in b for b in blocks):
+        return "text"
+    return "class" if cfg.num_class_embeds else "none"
+
+
+def text_encoder_for(unet: nn.Module, path: str = "") -> Callable:
+    """The text encoder of a diffusers UNet: the kit folder ``path`` (tag "text-encoder"), else the shapes
+    caption encoder when the UNet's cross_attention_dim fits it; the widths must agree."""
+    from .text import CaptionEncoder, load_text_encoder
+    width = unet.cfg.cross_attention_dim
+    if not path and width != CaptionEncoder().dim:
+        raise ConfigError(f"this UNet reads text of width {width}; pass --text-encoder DIR (a kit model tagged "
+                          "text-encoder, e.g. a CLIP run, whose hidden states have that width)")
+    enc = load_text_encoder(path)
+    got = enc([""])[0].shape[-1]
+    if got != width:
+        raise ConfigError(f"--text-encoder {path} gives hidden states of width {got}; the UNet's cross-attention "
+                          f"reads {width}")
+    return enc
+
+
+def _scheduler_config(*candidates: Path) -> dict[str, Any]:
+    for f in candidates:
+        if f.is_file():
+            return json.loads(f.read_text())
+    return dict(DEFAULT_SCHEDULER)
+
+
+def open_parts(path: str | Path, text_encoder: str = "") -> Parts:
+    """UNet, schedule, VAE and text encoder of a kit run folder or a diffusers (pipeline or UNet) folder."""
+    from .convert import from_diffusers
+    p = Path(path)
+    if is_diffusers_pipeline(p):
+        if not (p / "unet" / "config.json").is_file():
+            raise CheckpointError(f"{p} is a diffusers pipeline folder without unet/config.json")
+        unet = from_diffusers(p / "unet")
+        vae = from_diffusers(p / "vae") if (p / "vae" / "config.json").is_file() else None
+        sched = _scheduler_config(p / "scheduler" / "scheduler_config.json", p / "scheduler_config.json")
+    elif is_diffusers_unet(p):
+        unet, vae = from_diffusers(p), None
+        sched = _scheduler_config(p / "scheduler_config.json", p.parent / "scheduler" / "scheduler_config.json")
+    else:
+        return _open_run(p, text_encoder)
+    cond = condition_of(unet)
+    text = text_encoder_for(unet, text_encoder) if cond == "text" else None
+    return Parts(unet=unet, scheduler_config=sched, vae=vae, text_encoder=text, condition=cond)
+
+
+def _open_run(p: Path, text_encoder: str) -> Parts:
+    from .text import load_text_encoder
+    from .train import load_unet_run, load_vae, scheduler_config
+    unet, cfg = load_unet_run(p)
+    d = cfg.data
+    text = load_text_encoder(text_encoder or d.text_encoder) if d.condition == "text" else None
+    return Parts(unet=unet, scheduler_config=scheduler_config(cfg.model), vae=load_vae(d.vae) if d.vae else None,
+                 text_encoder=text, condition=d.condition, run=cfg)
+
+
+def export_pipeline(run: str | Path, out: str | Path) -> Path:
+    """A kit UNet run as a diffusers pipeline folder: model_index.json, unet/, vae/ (latent runs), scheduler/."""
+    from .convert import DIFFUSERS_VERSION, to_diffusers
+    from .schedulers import DDPMScheduler
+    parts = _open_run(Path(run), "")
+    out = Path(out)
+    to_diffusers(parts.unet, out / "unet")
+    index: dict[str, Any] = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": DIFFUSERS_VERSION,
+                             "unet": ["diffusers", "UNet2DConditionModel"],
+                             "scheduler": ["diffusers", "DDPMScheduler"]}
+    if parts.vae is not None:
+        to_diffusers(parts.vae, out / "vae")
+        index["vae"] = ["diffusers", "AutoencoderKL"]
+    DDPMScheduler.from_config(parts.scheduler_config).save_pretrained(out / "scheduler")
+    (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    return out
