@@ -188,7 +188,10 @@ class Trainer:
         self.quiet, self.desc = quiet, progress_desc
         self.strategy = make_strategy(cfg)
         self.check_hooks(cfg)
-        if cfg.init_from and ckpt.latest_checkpoint(self.out) is None:  # a checkpoint to resume wins
+        latest = ckpt.latest_checkpoint(self.out)
+        if latest is not None:                      # refuse an unresumable folder before wrapping/sharding
+            self.strategy.check_resumable(latest)
+        elif cfg.init_from:                         # a checkpoint to resume wins over --init-from
             from .init import init_from
             init_from(model, cfg.init_from)
         self.strategy.setup(model)

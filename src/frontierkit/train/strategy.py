@@ -205,13 +205,17 @@ class Strategy:
         return ckpt.commit_training_checkpoint(out, step, self.module.state_dict(), config,
                                                {**trainer_state, **self.optim_state()}, keep=self.cfg.keep_ckpts)
 
-    def load_checkpoint(self, path: Path) -> dict[str, Any]:
-        """Restore model, optimizer, scheduler and scaler from a checkpoint written by any torch strategy
-        at any world size; returns the rest of ``trainer.pt`` (the loop's own state)."""
+    def check_resumable(self, path: Path) -> None:
+        """Refuse, before any model is wrapped or sharded, a checkpoint this strategy cannot resume."""
         if (path / DEEPSPEED_DIR).is_dir():
             raise CheckpointError(f"{path} was written by --strategy deepspeed; resume it with "
                                   f"--strategy deepspeed at the same world size, or start a new --out from its "
                                   f"exported model with --init-from {path.parent.parent}")
+
+    def load_checkpoint(self, path: Path) -> dict[str, Any]:
+        """Restore model, optimizer, scheduler and scaler from a checkpoint written by any torch strategy
+        at any world size; returns the rest of ``trainer.pt`` (the loop's own state)."""
+        self.check_resumable(path)
         state = ckpt.load_trainer_state(path)
         optim = state.pop("optimizer", None)
         if (path / DCP_DIR).is_dir():
@@ -612,11 +616,16 @@ class DeepSpeedStrategy(_DistributedMixin, Strategy):
         self.engine.save_checkpoint(str(tmp / DEEPSPEED_DIR), tag=DEEPSPEED_TAG, save_latest=False)
         return self._commit_checkpoint(out, step, tmp, config, trainer_state)
 
-    def load_checkpoint(self, path: Path) -> dict[str, Any]:
+    def check_resumable(self, path: Path) -> None:
+        """DeepSpeed resumes only its own checkpoints: another strategy's folder is refused before
+        the engine (ZeRO partitioning, offload, compiled optimizer) is built."""
         if not (path / DEEPSPEED_DIR).is_dir():
             raise CheckpointError(f"{path} was not written by --strategy deepspeed; DeepSpeed resumes only its "
                                   f"own checkpoints: start a new --out from this run's exported model with "
                                   f"--init-from {path.parent.parent}")
+
+    def load_checkpoint(self, path: Path) -> dict[str, Any]:
+        self.check_resumable(path)
         state = ckpt.load_trainer_state(path)
         if state.get("world") != self.world:
             raise CheckpointError(f"{path} was saved by {state.get('world')} DeepSpeed ranks, this run has "
