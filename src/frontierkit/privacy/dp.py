@@ -2,7 +2,8 @@
 Differential Privacy", Algorithm 1) on the shared training loop's per-example-gradient seam.
 
 Each step: Poisson-sample a lot (every example independently with probability q), compute each
-example's gradient (torch.func, ``frontierkit.train.per_sample``), clip it to L2 norm C, sum, add
+example's gradient (torch.func, ``frontierkit.train.per_sample``; or, for Linear/Conv2d models, only its
+norm: ghost.py), clip it to L2 norm C, sum, add
 Gaussian noise N(0, σ²C²I) and divide by the *expected* lot size qN (Opacus' normaliser for
 variable-size Poisson lots). The privacy cost is tracked by the RDP accountant (accountant.py);
 a run never steps past its ε budget. BatchNorm mixes examples, so it has no per-example
@@ -26,6 +27,7 @@ from ..train import Hooks, TrainConfig, Trainer
 from ..train import per_sample as ps
 from ..vision import VisionDataConfig, VisionModelConfig
 from .accountant import max_steps_within, noise_multiplier_for, rdp_epsilon
+from .ghost import ghost_dp_loss, ghost_supported
 
 GROUPNORM_TRANSFORM = "privacy.groupnorm"
 
@@ -47,7 +49,7 @@ def clip_factors(grads: dict[str, torch.Tensor], max_grad_norm: float) -> torch.
 def clipped_sum(grads: dict[str, torch.Tensor], max_grad_norm: float) -> dict[str, torch.Tensor]:
     """Σ_i ḡ_i with ḡ_i = g_i · min(1, C/‖g_i‖₂) (Alg. 1 lines 6-7, before the noise)."""
     factor = clip_factors(grads, max_grad_norm)                         # (B,)
-    return {n: torch.einsum("b,b...->...", factor, g) for n, g in grads.items()}   # (*shape) each
+    return {n: torch.einsum("b,b...->...", factor.to(g.dtype), g) for n, g in grads.items()}   # (*shape) each
 
 
 def add_gaussian_noise(model: nn.Module, std: float, generator: torch.Generator) -> None:
@@ -148,6 +150,9 @@ class DPConfig:
     """C: each example's gradient is clipped to this L2 norm"""
     swap_batchnorm: bool = False
     """replace BatchNorm by GroupNorm (otherwise a model with BatchNorm is refused)"""
+    ghost: bool = True
+    """clip with ghost norms + book-keeping (ghost.py: one backward, no per-example gradients) when every trainable
+    layer is Linear/Conv2d; the same clipped gradient as the per-example (torch.func) path, which other models use"""
 
     def __post_init__(self) -> None:
         require(self.epsilon > 0, "dp.epsilon", self.epsilon, "must be > 0")
@@ -241,7 +246,11 @@ def train_dp(cfg: DPRunConfig, out: str | Path, *, init: nn.Module | None = None
               file=sys.stderr)
     hooks = dp_hooks(plan.noise_multiplier, cfg.dp.max_grad_norm, data.expected_batch, cfg.train.seed) \
         if cfg.dp.private else None
-    trainer = Trainer(model, cross_entropy_loss, data, replace(cfg.train, steps=plan.steps), out=out,
+    loss_fn = cross_entropy_loss
+    if hooks is not None and cfg.dp.ghost and ghost_supported(model):   # same clipped sum, one backward
+        loss_fn = ghost_dp_loss(cfg.dp.max_grad_norm, data.expected_batch, cross_entropy_loss)
+        hooks = Hooks(grad_transform=hooks.grad_transform)
+    trainer = Trainer(model, loss_fn, data, replace(cfg.train, steps=plan.steps), out=out,
                       tracker=tracker, hooks=hooks, eval_fn=lambda m: {"test_acc": accuracy(m, x_te, y_te)},
                       run_config=to_dict(cfg), model_config=to_dict(model.config), quiet=quiet,
                       progress_desc="dp-sgd" if cfg.dp.private else "non-private")
@@ -251,6 +260,7 @@ def train_dp(cfg: DPRunConfig, out: str | Path, *, init: nn.Module | None = None
     record = {"private": cfg.dp.private, "epsilon": spent, "epsilon_budget": cfg.dp.epsilon, "delta": cfg.dp.delta,
               "noise_multiplier": plan.noise_multiplier, "sample_rate": q, "max_grad_norm": cfg.dp.max_grad_norm,
               "steps": trainer.step, "requested_steps": plan.requested_steps,
+              "clipping": ("ghost" if loss_fn is not cross_entropy_loss else "per-example") if cfg.dp.private else "none",
               "stopped_by_budget": plan.stopped_by_budget, "test_acc": accuracy(model, x_te, y_te)}
     (out / "privacy.json").write_text(json.dumps(record, indent=2, default=str))
     return model, record

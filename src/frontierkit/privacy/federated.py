@@ -8,6 +8,9 @@
   near the global model.
 - Non-IID partitions: Dirichlet(α) label proportions per client (Hsu, Qi, Brown 2019) and k labels per
   client (McMahan 2017's pathological split).
+- Systems heterogeneity (Li et al. 2020, Sec. 5.1): a fraction of each round's clients are stragglers that
+  finish only a random 1..E-1 of their E local epochs; FedAvg drops their updates, FedProx aggregates the
+  partial work (its "γ-inexact" solutions).
 Secure aggregation (secagg.py) and CKKS aggregation (he.py) replace the plain weighted sum.
 """
 from __future__ import annotations
@@ -70,19 +73,25 @@ def proximal_term(model: nn.Module, global_params: dict[str, torch.Tensor], mu: 
 
 
 def local_update(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
-                 mu: float = 0.0, seed: int = 0) -> dict[str, torch.Tensor]:
+                 mu: float = 0.0, seed: int = 0, momentum: float = 0.0) -> dict[str, torch.Tensor]:
     """ClientUpdate (McMahan 2017, Alg. 1): E epochs of minibatch SGD from the global weights; μ > 0 is FedProx."""
     global_params = {n: p.detach().clone() for n, p in model.named_parameters()}
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)   # fresh momentum buffer each round
+    params = list(model.parameters())
+    anchors = [global_params[n] for n, _ in model.named_parameters()]
     gen = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(epochs):
         for idx in torch.randperm(len(x), generator=gen).split(batch_size):
             loss = F.cross_entropy(model(x[idx]), y[idx])                      # ()
-            if mu > 0:
-                loss = loss + proximal_term(model, global_params, mu)
             opt.zero_grad()
             loss.backward()
+            if mu > 0:                                  # ∇ of proximal_term: μ (w - w_t), added in place
+                have = [i for i, p in enumerate(params) if p.grad is not None]
+                with torch.no_grad():
+                    torch._foreach_add_([params[i].grad for i in have],
+                                        torch._foreach_sub([params[i] for i in have], [anchors[i] for i in have]),
+                                        alpha=mu)
             opt.step()
     return {n: t.detach().clone() for n, t in model.state_dict().items()}
 
@@ -116,6 +125,11 @@ class FLConfig:
     """local minibatch size B"""
     lr: float = 0.1
     """local SGD learning rate"""
+    momentum: float = 0.0
+    """local SGD momentum (NIID-Bench, Li et al. 2021, uses 0.9); the buffer starts at zero every round"""
+    stragglers: float = 0.0
+    """fraction of each round's clients that finish only a random 1..E-1 local epochs (Li et al. 2020, Sec. 5.1):
+    fedavg drops their updates, fedprox aggregates their partial work"""
     partition: Literal["iid", "dirichlet", "labels"] = "dirichlet"
     """client data: iid, dirichlet (alpha) or labels (labels_per_client)"""
     alpha: float = 0.5
@@ -131,6 +145,10 @@ class FLConfig:
         require(self.rounds >= 1, "fl.rounds", self.rounds, "must be >= 1")
         require(self.mu >= 0, "fl.mu", self.mu, "must be >= 0")
         require(self.alpha > 0, "fl.alpha", self.alpha, "must be > 0")
+        require(0 <= self.momentum < 1, "fl.momentum", self.momentum, "must be in [0, 1)")
+        require(0 <= self.stragglers < 1, "fl.stragglers", self.stragglers, "must be in [0, 1)")
+        require(self.stragglers == 0 or self.local_epochs >= 2, "fl.local_epochs", self.local_epochs,
+                "must be >= 2 with fl.stragglers > 0 (a straggler finishes 1..E-1 epochs)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,6 +168,8 @@ class FLRunConfig:
     def __post_init__(self) -> None:
         require(not (self.transport == "flower" and self.aggregation == "ckks"), "aggregation", self.aggregation,
                 "plain or masked with transport = 'flower' (CKKS aggregation runs in the simulator)")
+        require(not (self.transport == "flower" and self.fl.stragglers > 0), "fl.stragglers", self.fl.stragglers,
+                "must be 0 with transport = 'flower' (simulated stragglers run in the simulator)")
 
 
 def partition(labels: torch.Tensor, cfg: FLConfig) -> list[torch.Tensor]:
@@ -164,6 +184,15 @@ def choose_clients(rng: np.random.Generator, cfg: FLConfig) -> list[int]:
     """This round's max(1, C·K) clients, sorted (McMahan 2017, Alg. 1 "S_t = random set of m clients")."""
     m = max(1, round(cfg.fraction * cfg.clients))
     return sorted(rng.choice(cfg.clients, size=m, replace=False).tolist())
+
+
+def straggler_epochs(rng: np.random.Generator, cfg: FLConfig, chosen: list[int]) -> dict[int, int]:
+    """Client -> epochs it finishes this round: E, or for a ⌊s·m⌉ stragglers a uniform 1..E-1 (Li 2020, Sec. 5.1)."""
+    n = round(cfg.stragglers * len(chosen))
+    if n == 0:
+        return {k: cfg.local_epochs for k in chosen}
+    slow = set(rng.choice(chosen, size=n, replace=False).tolist())
+    return {k: int(rng.integers(1, cfg.local_epochs)) if k in slow else cfg.local_epochs for k in chosen}
 
 
 def client_seed(cfg: FLConfig, r: int, k: int) -> int:
@@ -182,13 +211,17 @@ def federated_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: FLC
     history = []
     for r in range(cfg.rounds):
         chosen = choose_clients(rng, cfg)
+        epochs = straggler_epochs(rng, cfg, chosen)
+        if cfg.algorithm == "fedavg":                   # FedAvg drops the clients that did not finish E epochs
+            chosen = [k for k in chosen if epochs[k] == cfg.local_epochs]
         states, sizes = [], []
         for k in chosen:
             client = copy.deepcopy(model)
-            states.append(local_update(client, x[parts[k]], y[parts[k]], epochs=cfg.local_epochs,
-                                       batch_size=cfg.batch_size, lr=cfg.lr, mu=mu, seed=client_seed(cfg, r, k)))
+            states.append(local_update(client, x[parts[k]], y[parts[k]], epochs=epochs[k], batch_size=cfg.batch_size,
+                                       lr=cfg.lr, mu=mu, seed=client_seed(cfg, r, k), momentum=cfg.momentum))
             sizes.append(float(len(parts[k])))
-        model.load_state_dict(aggregate(states, sizes, r))
+        if states:                                      # every client straggled: the global model stays
+            model.load_state_dict(aggregate(states, sizes, r))
         history.append({"round": r + 1, "clients": len(chosen),
                         **({"test_acc": evaluate(model)} if evaluate is not None else {})})
     return model, history

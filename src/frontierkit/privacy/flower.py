@@ -96,7 +96,8 @@ def make_client(cfg: FLRunConfig, k: int):
             self.model.load_state_dict(arrays_to_state(parameters, self.model.state_dict()))
             mu = cfg.fl.mu if cfg.fl.algorithm == "fedprox" else 0.0
             state = local_update(self.model, self.x, self.y, epochs=cfg.fl.local_epochs, batch_size=cfg.fl.batch_size,
-                                 lr=cfg.fl.lr, mu=mu, seed=client_seed(cfg.fl, r, k))
+                                 lr=cfg.fl.lr, mu=mu, seed=client_seed(cfg.fl, r, k),
+                                 momentum=cfg.fl.momentum)
             n = len(self.x)
             if cfg.aggregation == "masked":                 # mask n_k w_k here: the server never sees w_k
                 chosen = [int(c) for c in str(config["chosen"]).split(",")]
