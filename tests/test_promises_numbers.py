@@ -79,6 +79,19 @@ CHECKS: list[tuple[str, str, Callable[[dict], Any], str]] = [
     ("docs/vision.md", "vision_digits", lambda d: d["accuracy"]["vit_up2_p4@400"], "ViT {:.1f}% at 400 steps"),
     ("docs/vision.md", "vision_digits", lambda d: (d["accuracy"]["resnet_shapes"], d["steps"]["resnet_shapes"]),
      "ResNet {0[0]:.1f}% at {0[1]} steps"),
+    ("README.md", "multimodal_clip", lambda d: 100 * row(d["rows"], model="CLIP zero-shot (prompt ensemble)")["shape"],
+     "shape {:.1f}% (goal 90%"),
+    ("README.md", "multimodal_clip", lambda d: 100 * row(d["rows"], model="CLIP zero-shot (prompt ensemble)")["position"],
+     "position {:.1f}% (chance"),
+    ("README.md", "multimodal_llava", lambda d: 100 * row(d["rows"], model="LLaVA (stage 1 + stage 2)")["overall"],
+     "| {:.1f}% exact match vs"),
+    ("README.md", "agents_toolformer", lambda d: row(d["rows"], digits=6)["tool"], "with the tool 1.00 (1-5 digits), {:.2f} (6"),
+    ("README.md", "science_schnet", lambda d: row(d["curve"], **{"train conformers": 800})["energy_mae"],
+     "→ {:.3f} kcal/mol from 50 to 800 conformers"),
+    ("README.md", "serve_stress", lambda d: (d["admitted"], d["rejected_429"], d["errors"]),
+     "{0[0]} admitted and answered, {0[1]} × 429, {0[2]} errors"),
+    ("README.md", "serve_stress", lambda d: d["peak_rss_mib"], "peak RSS {:.1f} MiB"),
+    ("docs/reliability.md", "serve_stress", lambda d: (d["admitted"], d["rejected_429"]), "| 500 | 2 | {0[0]} | {0[0]} | {0[1]} | 0 |"),
 ]
 
 

@@ -42,6 +42,8 @@ SHORT: dict[str, list[str]] = {
     "frontier agent eval": ["--limit", "3"],
     "frontier science data burgers": ["--n", "40"],
     "frontier science train fno": ["--data.n_train", "32", "--data.n_test", "8", "--train.steps", "2"],
+    "frontier science train schnet": ["--data.n_train", "8", "--data.n_test", "4", "--train.steps", "2",
+                                      "--train.batch_size", "4"],
     "frontier compress prune --model runs/llm-tiny --heads": ["--calib-batches", "1"],
     "frontier privacy dp-lm": ["--train.steps", "1", "--train.batch_size", "8", "--data.windows", "64",
                                "--data.val_windows", "4"],
