@@ -112,7 +112,8 @@ def test_deepspeed_json_gradient_clipping_wins(ds_runs: Path):
 
 
 def test_checkpoints_refuse_the_other_engine(tmp_path: Path):
-    """A DeepSpeed checkpoint does not load into a torch strategy (and vice versa): CheckpointError says why."""
+    """A DeepSpeed checkpoint does not load into a torch strategy (and vice versa): CheckpointError says why,
+    raised when the Trainer is built, before the model is wrapped or sharded."""
     import torch
     from frontierkit.errors import CheckpointError
     from frontierkit.train import Trainer, TrainConfig
@@ -121,6 +122,5 @@ def test_checkpoints_refuse_the_other_engine(tmp_path: Path):
     (step / "deepspeed").mkdir(parents=True)
     torch.save({"step": 1, "world": 2}, step / "trainer.pt")
     (tmp_path / "checkpoints" / "latest").write_text(step.name)
-    trainer = Trainer(TinyMLP(), mse_loss, tiny_data(), TrainConfig(**PARITY), out=tmp_path, quiet=True)
     with pytest.raises(CheckpointError, match="--strategy deepspeed"):
-        trainer.maybe_resume()
+        Trainer(TinyMLP(), mse_loss, tiny_data(), TrainConfig(**PARITY), out=tmp_path, quiet=True)
