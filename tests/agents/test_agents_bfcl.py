@@ -86,6 +86,8 @@ def test_oracle_scores_100_and_wrong_policy_0():
     assert wrong["accuracy"] == 0.0 and wrong["parse_rate"] == 1.0
     bad = evaluate(PolicyBackend(lambda m, t: Reply("", [ToolCall("x", "get_weather", "{city:")])), QS[:3])
     assert bad["parse_rate"] == 0.0
+    text_only = evaluate(PolicyBackend(lambda m, t: Reply("the weather is fine", [])), QS[:3])
+    assert text_only["parse_rate"] == 0.0 and text_only["accuracy"] == 0.0
 
 
 def test_standardize_follows_bfcl():

@@ -83,6 +83,9 @@ class OpenAIBackend(Backend):
             kw["max_tokens"] = self.max_tokens
         try:
             resp = self.client.chat.completions.create(**kw)
+        except openai.APITimeoutError:
+            raise ConfigError(f"the endpoint {self.client.base_url} did not answer within {self.client.timeout} s; "
+                              f"raise --timeout, or lower --max-tokens") from None
         except openai.APIConnectionError as e:
             raise ConfigError(f"cannot reach the endpoint {self.client.base_url} ({e}); check --base-url") from None
         except openai.APIStatusError as e:

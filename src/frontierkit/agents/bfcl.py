@@ -212,7 +212,10 @@ def check(question: Question, calls: list[dict[str, Any]]) -> str | None:
 
 
 def parse_calls(reply) -> list[dict[str, Any]] | str:
-    """A backend Reply's tool calls as [{"name", "arguments": dict}], or why they do not parse."""
+    """A backend Reply's tool calls as [{"name", "arguments": dict}], or why they do not parse (a reply
+    with no tool call at all, e.g. plain text from an endpoint, counts as not parsed)."""
+    if not reply.tool_calls:
+        return "no tool call in the reply"
     out = []
     for c in reply.tool_calls:
         try:

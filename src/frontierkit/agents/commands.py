@@ -41,6 +41,10 @@ def _backend_args(p: argparse.ArgumentParser, policies: bool = False) -> None:
     p.add_argument("--base-url", default=None, metavar="URL", type=_url(),
                    help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (key: $OPENAI_API_KEY)")
     p.add_argument("--temperature", type=at.number(0, 2), default=0.0, help="sampling temperature (endpoints)")
+    p.add_argument("--max-tokens", type=at.integer(1, 1_000_000), default=256,
+                   help="endpoints: most tokens the model may write per turn")
+    p.add_argument("--timeout", type=at.number(1, 3600), default=120.0,
+                   help="endpoints: seconds to wait for one answer")
     p.add_argument("--max-calls", type=at.integer(1, 16), default=4,
                    help="kit models: most tool calls written in one turn under the grammar (parallel calls)")
 
@@ -89,7 +93,8 @@ def _backend(args: argparse.Namespace):
     from .backends import KitBackend, OpenAIBackend
     from ..errors import ConfigError
     if args.base_url:
-        return OpenAIBackend(args.model, base_url=args.base_url, temperature=args.temperature)
+        return OpenAIBackend(args.model, base_url=args.base_url, temperature=args.temperature,
+                             max_tokens=args.max_tokens, timeout=args.timeout)
     if Path(args.model).is_dir():
         return KitBackend(args.model, max_calls=args.max_calls)
     raise ConfigError(f"--model {args.model!r} is not a folder; give --base-url URL for an endpoint model name, or "
