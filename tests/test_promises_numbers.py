@@ -92,6 +92,12 @@ CHECKS: list[tuple[str, str, Callable[[dict], Any], str]] = [
      "{0[0]} admitted and answered, {0[1]} × 429, {0[2]} errors"),
     ("README.md", "serve_stress", lambda d: d["peak_rss_mib"], "peak RSS {:.1f} MiB"),
     ("docs/reliability.md", "serve_stress", lambda d: (d["admitted"], d["rejected_429"]), "| 500 | 2 | {0[0]} | {0[0]} | {0[1]} | 0 |"),
+    ("README.md", "privacy_fl", lambda d: (d["checks"]["labels_heavy_drift"]["best_fedprox_mean"],
+                                           d["checks"]["labels_heavy_drift"]["fedavg_mean"]),
+     "FedProx μ=0.1 {0[0]:.3f} ± 0.050 vs FedAvg {0[1]:.3f} ±"),
+    ("README.md", "privacy_fl", lambda d: (d["checks"]["labels_stragglers_0.5"]["best_fedprox_mean"],
+                                           d["checks"]["labels_stragglers_0.5"]["fedavg_mean"]),
+     "with 50 % stragglers FedProx {0[0]:.3f} ± 0.027 vs FedAvg {0[1]:.3f} ±"),
 ]
 
 
