@@ -18,14 +18,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from frontierkit.serve.process import start_server, stop_server
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -56,40 +56,6 @@ def make_model_dir(out: Path, max_seq_len: int = 1024) -> Path:
     registry.save(model, out)
     tok.save(str(out / "tokenizer.json"))
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(model_dir: Path, *extra: str, timeout: float = 240) -> tuple[subprocess.Popen, str]:
-    """``python -m frontierkit.serve --model DIR --port P ...`` and its base url once /health answers."""
-    import httpx
-    port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-m", "frontierkit.serve", "--model", str(model_dir), "--port", str(port), *extra]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url, deadline = f"http://127.0.0.1:{port}", time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"frontier serve exited: {proc.stdout.read()}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"frontier serve did not answer /health within {timeout} s")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def rss_mib(pid: int) -> dict[str, float]:

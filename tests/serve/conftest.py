@@ -7,15 +7,12 @@ a `<tool_call>...</tool_call>` text, which map to <|endoftext|>. No layer writes
 everywhere else the model is an ordinary random transformer whose attention matters."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+
+from frontierkit.serve.process import start_server, stop_server
 
 from serve_util import craft_tool_calls, make_tokenizer  # noqa: E402
 
@@ -36,42 +33,12 @@ def serve_model_dir(tmp_path_factory) -> Path:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(model_dir: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-m", "frontierkit.serve", "--model", str(model_dir), "--port", str(port), *extra]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    import httpx
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"frontier serve exited: {proc.stdout.read()}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("frontier serve did not answer /health within 240 s")
-
-
 @pytest.fixture(scope="session")
 def server(serve_model_dir):
     """(base url, model id) of a `frontier serve` subprocess, stopped at the end of the session."""
     proc, url = start_server(serve_model_dir, "--max-batch", "32")
     yield url, serve_model_dir.name
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_server(proc)
 
 
 @pytest.fixture

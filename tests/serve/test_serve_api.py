@@ -191,7 +191,7 @@ def test_hf_folder_served_over_http_matches_transformers_generate(tmp_path):
     import sys
     from pathlib import Path
     sys.path.insert(0, str(Path(__file__).parents[1] / "llm"))
-    from conftest import start_server
+    from frontierkit.serve.process import start_server
     from hf_util import load_hf, save_hf_model
     from serve_util import make_tokenizer
 

@@ -4,7 +4,6 @@ concurrent clients through the official ``openai`` client (part of the serve ext
 latency per mode are plotted."""
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,18 +35,13 @@ def _model_folder(out: Path) -> Path:
     return folder
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve_in_thread(state):
     """uvicorn serving ``state``'s app in a daemon thread; returns (server, thread, base url)."""
     import uvicorn
 
+    from .process import free_port
     from .server import create_app
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(state), host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
