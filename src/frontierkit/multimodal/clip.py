@@ -172,10 +172,17 @@ class TextTower(nn.Module):
             out.append(blk(out[-1], key_valid=valid))                          # (B, T, W)
         return out
 
+    def final_states(self, ids: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """ids (B, T) -> the last block's states after the final LayerNorm (B, T, W)."""
+        return self.final_norm(self.hidden_states(ids, valid)[-1])             # (B, T, W)
+
+    def pool(self, last: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """(B, T, W) -> the state at each row's end-of-text token (B, W)."""
+        return last[torch.arange(ids.shape[0], device=ids.device), eos_positions(ids, self.cfg.eos_token_id)]
+
     def forward(self, ids: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """ids (B, T) -> the final-LN state at each row's end-of-text token (B, W)."""
-        last = self.final_norm(self.hidden_states(ids, valid)[-1])            # (B, T, W)
-        return last[torch.arange(ids.shape[0], device=ids.device), eos_positions(ids, self.cfg.eos_token_id)]
+        return self.pool(self.final_states(ids, valid), ids)                   # (B, W)
 
 
 class CLIP(nn.Module):
@@ -238,10 +245,8 @@ class CLIP(nn.Module):
         ids, valid = tok.batch(list(prompts), length)                          # (B, L)
         device = self.logit_scale.device
         ids, valid = ids.to(device), valid.to(device)
-        hidden = self.text.final_norm(self.text.hidden_states(ids, valid)[-1])  # (B, L, D)
-        eos = eos_positions(ids, self.cfg.text.eos_token_id)                   # (B,)
-        pooled = self.text_proj(hidden[torch.arange(len(ids), device=device), eos])  # (B, P)
-        return hidden, pooled
+        hidden = self.text.final_states(ids, valid)                            # (B, L, D)
+        return hidden, self.text_proj(self.text.pool(hidden, ids))             # (B, L, D), (B, P)
 
     def similarity(self, image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor:
         """exp(t) · I_e T_e^T with L2-normalised embeddings (Figure 3): (N, E), (M, E) -> (N, M)."""
