@@ -13,7 +13,7 @@ from frontierkit.diffusion.data import outline, shapes_data
 from frontierkit.diffusion.schedulers import DDIMScheduler, DDPMScheduler
 from frontierkit.diffusion.text import CaptionEncoder
 from frontierkit.diffusion.train import (DiffusionDataConfig, DiffusionModelConfig, DiffusionRunConfig, _drop,
-                                         ddpm_loss, scheduler_config, train_unet)
+                                         ddpm_loss, scheduler_config, train_unet, vae_loss)
 from frontierkit.errors import DataError
 from frontierkit.train import TrainConfig
 
@@ -112,6 +112,47 @@ def test_shapes_measurements_read_real_images():
     assert M.mask_iou(te.images, te.masks) == 1.0
     ol = outline(te.masks)
     assert bool((ol <= te.masks).all()) and 0 < ol.sum() < te.masks.sum()
+
+
+class _FixedDecoder(torch.nn.Module):
+    """A stand-in VAE whose decoder always returns ``recon`` and whose posterior is N(0, I) (KL = 0): only the
+    reconstruction terms are left."""
+
+    def __init__(self, recon: torch.Tensor):
+        super().__init__()
+        self.recon = recon
+
+    def encode(self, x):
+        from frontierkit.diffusion.models.vae import DiagonalGaussian
+        return DiagonalGaussian(torch.zeros(x.shape[0], 8, 2, 2))
+
+    def decode(self, z):
+        return self.recon
+
+
+def test_vae_loss_charges_a_blob_for_the_background_it_fills():
+    """A cross drawn back as its filled bounding square (the blob the old VAE made), against a cross missing one
+    arm's tip: weighting only the shape's own pixels, the blob costs 1.5× the tip; weighting the dilated mask and
+    adding the image-gradient term, 11.7×. Asserted: the blob's relative cost grows > 4×."""
+    S = 16
+    img = torch.full((1, 3, S, S), 0.08)
+    cross = torch.zeros(S, S, dtype=torch.bool)
+    cross[7:9, 3:13] = True
+    cross[3:13, 7:9] = True
+    img[:, :, cross] = 0.9
+    blob = img.clone()
+    blob[:, :, 3:13, 3:13] = 0.9                                         # notches filled
+    tip = img.clone()
+    tip[:, :, 7:9, 11:13] = 0.08                                         # one arm's tip missing
+    batch, to_pm = (img, cross[None]), (lambda x: x * 2 - 1)             # images in [0, 1]; the VAE sees [−1, 1]
+
+    def cost(recon, **kw):
+        return float(vae_loss(**kw)(_FixedDecoder(to_pm(recon)), batch)[0])
+
+    old, new = dict(foreground_weight=10.0), dict(foreground_weight=10.0, dilation=2, edge_weight=1.0)
+    assert cost(img, **old) < 1e-3 and cost(img, **new) < 1e-3           # a perfect reconstruction is free
+    ratio_old, ratio_new = cost(blob, **old) / cost(tip, **old), cost(blob, **new) / cost(tip, **new)
+    assert ratio_new > 4 * ratio_old, (ratio_old, ratio_new)
 
 
 def test_caption_encoder():
