@@ -1,8 +1,10 @@
 """Opening a sampling pipeline (Rombach et al. 2022: UNet + noise schedule + VAE + text encoder τ_θ) from a
 folder: a ``frontier diffusion train`` run, a diffusers pipeline folder (``model_index.json`` with ``unet/``,
 ``vae/``, ``scheduler/``), or a single diffusers UNet folder (+ ``scheduler_config.json`` when present).
-diffusers' own text encoders (transformers' CLIPTextModel) are not read: a text-conditioned diffusers UNet
-takes ``text_encoder=`` a kit text-encoder folder, or the shapes caption encoder when its width fits."""
+A text-conditioned diffusers UNet reads prompts through ``text_encoder=`` a kit text-encoder folder when given,
+else the pipeline folder's own ``text_encoder/`` (transformers' CLIPTextModel + ``tokenizer/``, opened through
+the model registry by its "text-encoder" tag: the multimodal area's ``clip-text`` kind, not imported here), else
+the shapes caption encoder when its width fits."""
 from __future__ import annotations
 
 import json
@@ -60,19 +62,23 @@ def condition_of(unet: nn.Module) -> str:
     return "class" if cfg.num_class_embeds else "none"
 
 
-def text_encoder_for(unet: nn.Module, path: str = "") -> Callable:
-    """The text encoder of a diffusers UNet: the kit folder ``path`` (tag "text-encoder"), else the shapes
-    caption encoder when the UNet's cross_attention_dim fits it; the widths must agree."""
+def text_encoder_for(unet: nn.Module, path: str = "", own: Path | None = None) -> Callable:
+    """The text encoder of a diffusers UNet: the kit folder ``path`` (tag "text-encoder"), else the pipeline's
+    own ``text_encoder/`` folder ``own`` (through the registry), else the shapes caption encoder when the UNet's
+    cross_attention_dim fits it; the widths must agree."""
     from .text import CaptionEncoder, load_text_encoder
     width = unet.cfg.cross_attention_dim
-    if not path and width != CaptionEncoder().dim:
+    has_own = own is not None and (own / "config.json").is_file()
+    source = path or (str(own) if has_own else "")
+    if not source and width != CaptionEncoder().dim:
         raise ConfigError(f"this UNet reads text of width {width}; pass --text-encoder DIR (a kit model tagged "
-                          "text-encoder, e.g. a CLIP run, whose hidden states have that width)")
-    enc = load_text_encoder(path)
+                          "text-encoder, e.g. a CLIP run, whose hidden states have that width) or a diffusers "
+                          "pipeline folder with its text_encoder/ and tokenizer/")
+    enc = load_text_encoder(source)
     got = enc([""])[0].shape[-1]
     if got != width:
-        raise ConfigError(f"--text-encoder {path} gives hidden states of width {got}; the UNet's cross-attention "
-                          f"reads {width}")
+        what = f"--text-encoder {path}" if path else f"the pipeline's text encoder {own}"
+        raise ConfigError(f"{what} gives hidden states of width {got}; the UNet's cross-attention reads {width}")
     return enc
 
 
@@ -84,7 +90,8 @@ def _scheduler_config(*candidates: Path) -> dict[str, Any]:
 
 
 def open_parts(path: str | Path, text_encoder: str = "") -> Parts:
-    """UNet, schedule, VAE and text encoder of a kit run folder or a diffusers (pipeline or UNet) folder."""
+    """UNet, schedule, VAE and text encoder (``text_encoder``, else a pipeline folder's own text_encoder/) of a
+    kit run folder or a diffusers (pipeline or UNet) folder."""
     from .convert import from_diffusers
     p = Path(path)
     if is_diffusers_pipeline(p):
@@ -93,13 +100,14 @@ def open_parts(path: str | Path, text_encoder: str = "") -> Parts:
         unet = from_diffusers(p / "unet")
         vae = from_diffusers(p / "vae") if (p / "vae" / "config.json").is_file() else None
         sched = _scheduler_config(p / "scheduler" / "scheduler_config.json", p / "scheduler_config.json")
+        own = p / "text_encoder"
     elif is_diffusers_unet(p):
-        unet, vae = from_diffusers(p), None
+        unet, vae, own = from_diffusers(p), None, None
         sched = _scheduler_config(p / "scheduler_config.json", p.parent / "scheduler" / "scheduler_config.json")
     else:
         return _open_run(p, text_encoder)
     cond = condition_of(unet)
-    text = text_encoder_for(unet, text_encoder) if cond == "text" else None
+    text = text_encoder_for(unet, text_encoder, own) if cond == "text" else None
     return Parts(unet=unet, scheduler_config=sched, vae=vae, text_encoder=text, condition=cond)
 
 

@@ -1,5 +1,6 @@
-"""Hugging Face CLIP folders in and out (``CLIPModel``: config.json + safetensors). The maths in
-clip.py never sees these key names; this file is the whole mapping. LLaVA folders: llava.py."""
+"""Hugging Face CLIP folders in and out (``CLIPModel``: config.json + safetensors), and the text tower alone in
+(``CLIPTextModel[WithProjection]``, e.g. a Stable Diffusion text_encoder/). The maths in clip.py never sees these
+key names; this file is the whole mapping. LLaVA folders: llava.py."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, DataError
 from .clip import CLIP, CLIPConfig, CLIPTextConfig, CLIPVisionConfig
 
 Tensors = dict[str, torch.Tensor]
@@ -70,6 +71,17 @@ def _act(hf: dict[str, Any], where: str) -> str:
     return HF_ACTS[act]
 
 
+def text_config_from_hf(t: dict[str, Any], where: str, eos_default: int = 2) -> CLIPTextConfig:
+    """A transformers CLIPTextConfig dict (CLIPModel's ``text_config`` or a CLIPTextModel's config.json) -> ours."""
+    eos = t.get("eos_token_id", eos_default)
+    if not isinstance(eos, int):
+        raise CheckpointError(f"{where}.eos_token_id={eos!r}: only a single end-of-text id is supported")
+    return CLIPTextConfig(vocab_size=t.get("vocab_size", 49408), context_length=t.get("max_position_embeddings", 77),
+                          width=t.get("hidden_size", 512), n_layers=t.get("num_hidden_layers", 12),
+                          n_heads=t.get("num_attention_heads", 8), mlp_hidden=t.get("intermediate_size", 2048),
+                          activation=_act(t, where), eps=t.get("layer_norm_eps", 1e-5), eos_token_id=eos)
+
+
 def config_from_hf(hf: dict[str, Any]) -> CLIPConfig:
     """A transformers CLIPConfig dict -> ours."""
     v, t = hf.get("vision_config") or {}, hf.get("text_config") or {}
@@ -78,11 +90,7 @@ def config_from_hf(hf: dict[str, Any]) -> CLIPConfig:
                               n_layers=v.get("num_hidden_layers", 12), n_heads=v.get("num_attention_heads", 12),
                               mlp_hidden=v.get("intermediate_size", 3072), activation=_act(v, "vision_config"),
                               eps=v.get("layer_norm_eps", 1e-5))
-    text = CLIPTextConfig(vocab_size=t.get("vocab_size", 49408), context_length=t.get("max_position_embeddings", 77),
-                          width=t.get("hidden_size", 512), n_layers=t.get("num_hidden_layers", 12),
-                          n_heads=t.get("num_attention_heads", 8), mlp_hidden=t.get("intermediate_size", 2048),
-                          activation=_act(t, "text_config"), eps=t.get("layer_norm_eps", 1e-5),
-                          eos_token_id=t.get("eos_token_id", 2))
+    text = text_config_from_hf(t, "text_config")
     tokenizer = "shapes" if hf.get(TOKENIZER_KEY) == "shapes" else "none"   # written by config_to_hf
     return CLIPConfig(vision=vision, text=text, embed_dim=hf.get("projection_dim", 512),
                       logit_scale_init=hf.get("logit_scale_init_value", 2.6592), tokenizer=tokenizer)
@@ -162,3 +170,52 @@ def clip_to_hf(model: CLIP, path: str | Path) -> Path:
     (p / "config.json").write_text(json.dumps(config_to_hf(model.cfg), indent=2))
     save_file(state_to_hf(model.state_dict()), str(p / "model.safetensors"), metadata={"format": "pt"})
     return p
+
+
+TEXT_ARCHITECTURES = ("CLIPTextModel", "CLIPTextModelWithProjection")
+"""transformers classes of a lone CLIP text tower (a Stable Diffusion pipeline's text_encoder/)"""
+
+
+def is_hf_clip_text(meta: dict[str, Any]) -> bool:
+    """config.json of a transformers CLIPTextModel / CLIPTextModelWithProjection folder."""
+    archs = meta.get("architectures") or []
+    return meta.get("model_type") == "clip_text_model" or any(a in TEXT_ARCHITECTURES for a in archs)
+
+
+def text_model_keys(tensors: Tensors) -> Tensors:
+    """CLIPTextModel keys as CLIPModel names them: transformers 5 saves ``embeddings.*`` / ``encoder.*`` /
+    ``final_layer_norm.*`` where earlier versions (and the hub's Stable Diffusion folders) wrote ``text_model.*``."""
+    bare = ("embeddings.", "encoder.", "final_layer_norm.")
+    return {f"text_model.{k}" if k.startswith(bare) else k: v for k, v in tensors.items()}
+
+
+def clip_text_from_hf(path: str | Path, tokenizer: bool = True):
+    """A transformers CLIPTextModel[WithProjection] folder -> our CLIPTextEncoder (fp32), with the CLIP tokenizer
+    of the folder or its diffusers sibling ``../tokenizer/`` when ``tokenizer`` (absent: encode_prompts says so).
+    Same key mapping as CLIPModel's text half: text_model.* -> text.*, text_projection -> text_proj."""
+    from ..config import ConfigError
+    from .bpe import CLIPTokenizer
+    from .clip_text import CLIPTextEncoder, CLIPTextEncoderConfig
+    meta, tensors = read_hf_folder(path)
+    if not is_hf_clip_text(meta):
+        raise CheckpointError(f"{path}/config.json is a {meta.get('model_type')!r} model, not a CLIPTextModel")
+    proj = tensors.get("text_projection.weight")
+    try:
+        cfg = CLIPTextEncoderConfig(text=text_config_from_hf(meta, "config", eos_default=49407),
+                                    projection_dim=0 if proj is None else proj.shape[0])
+    except ConfigError as e:
+        raise CheckpointError(f"{path}/config.json does not describe a CLIP text tower here: {e}") from None
+    model = CLIPTextEncoder(cfg)
+    state = {k: v.float() for k, v in state_from_hf(text_model_keys(tensors)).items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path} is not a complete CLIPTextModel checkpoint (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]})")
+    if tokenizer:
+        try:
+            model.tokenizer = CLIPTokenizer.from_folder(path, max_length=cfg.text.context_length)
+        except DataError as e:                  # weights without a tokenizer still encode ids
+            model.no_tokenizer = str(e)
+        else:
+            model.check_tokenizer(str(path))
+    return model

@@ -1,5 +1,6 @@
 """The multimodal area's manifest: ``frontier multimodal``, its tour section and the model kinds
-``clip`` (our checkpoints and Hugging Face CLIPModel folders), ``clip-zeroshot`` (CLIP as an image
+``clip`` (our checkpoints and Hugging Face CLIPModel folders), ``clip-text`` (a Hugging Face CLIPTextModel
+folder + its tokenizer, e.g. a Stable Diffusion text_encoder/), ``clip-zeroshot`` (CLIP as an image
 classifier over class prompts) and ``llava``."""
 from __future__ import annotations
 
@@ -19,6 +20,12 @@ MANIFEST = Manifest(
                      load_foreign=f"{_M}.manifest:load_hf_clip", tags=frozenset({"text-encoder"}),
                      description="CLIP: images + texts -> image-text similarity logits; "
                                  "encode_prompts(list[str]) -> (hidden (B, L, D), pooled (B, P))"),
+           ModelKind("clip-text", build=f"{_M}.manifest:build_clip_text", classes=(f"{_M}.clip_text:CLIPTextEncoder",),
+                     config_of=f"{_M}.manifest:config_of", detect=f"{_M}.manifest:detect_clip_text",
+                     load_foreign=f"{_M}.manifest:load_hf_clip_text", tags=frozenset({"text-encoder"}),
+                     description="CLIP's text tower alone (Hugging Face CLIPTextModel[WithProjection], e.g. a Stable "
+                                 "Diffusion text_encoder/ + its tokenizer): encode_prompts(list[str]) -> "
+                                 "(hidden (B, L, D), pooled (B, P))"),
            ModelKind("clip-zeroshot", build=f"{_M}.manifest:build_zeroshot",
                      classes=(f"{_M}.zeroshot:ZeroShotClassifier",),
                      tags=frozenset({"classifier"}), config_of=f"{_M}.manifest:config_of_zeroshot",
@@ -50,6 +57,23 @@ def detect_clip(meta: dict[str, Any]) -> bool:
 def load_hf_clip(path: Path, meta: dict[str, Any]):
     from .convert import clip_from_hf
     return clip_from_hf(path, meta)
+
+
+def build_clip_text(config: dict[str, Any]):
+    from ..config import from_dict
+    from .clip_text import CLIPTextEncoder, CLIPTextEncoderConfig
+    return CLIPTextEncoder(from_dict(CLIPTextEncoderConfig, config, prefix="model."))
+
+
+def detect_clip_text(meta: dict[str, Any]) -> bool:
+    """A Hugging Face CLIPTextModel / CLIPTextModelWithProjection folder."""
+    from .convert import is_hf_clip_text
+    return is_hf_clip_text(meta)
+
+
+def load_hf_clip_text(path: Path, meta: dict[str, Any]):
+    from .convert import clip_text_from_hf
+    return clip_text_from_hf(path)
 
 
 def build_zeroshot(config: dict[str, Any]):

@@ -1,0 +1,70 @@
+"""CLIP's text tower on its own (Radford et al. 2021 §2.4), as transformers' ``CLIPTextModel`` /
+``CLIPTextModelWithProjection`` ship it, e.g. in a Stable Diffusion pipeline's ``text_encoder/`` (Rombach et al.
+2022 use its last hidden states as τ_θ(y), the cross-attention context).
+
+``encode_prompts(prompts) -> (hidden (B, L, D), pooled (B, P))`` is diffusers' StableDiffusionPipeline.encode_prompt:
+ids padded to the tokenizer's model_max_length (bpe.py), no attention mask, ``hidden`` = the last block's states
+after the final LayerNorm (transformers' last_hidden_state); ``pooled`` = the state at the end-of-text token
+(pooler_output, the config's eos_token_id rule) or, with a projection, its projection (text_embeds).
+The Hugging Face key mapping is convert.py's (``clip_text_from_hf``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..config import require
+from ..errors import CheckpointError, DataError
+from .clip import CLIPTextConfig, TextTower
+
+
+@dataclass(frozen=True, kw_only=True)
+class CLIPTextEncoderConfig:
+    text: CLIPTextConfig = field(default_factory=CLIPTextConfig)
+    """the text tower"""
+    projection_dim: int = 0
+    """0: CLIPTextModel (pooled = the end-of-text state); > 0: CLIPTextModelWithProjection (pooled = text_embeds)"""
+
+    def __post_init__(self) -> None:
+        require(self.projection_dim >= 0, "model.projection_dim", self.projection_dim, "must be >= 0")
+
+
+class CLIPTextEncoder(nn.Module):
+    """ids (B, T) -> (last_hidden_state (B, T, D), pooled (B, P)); prompts through its CLIP BPE tokenizer."""
+
+    def __init__(self, cfg: CLIPTextEncoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.text = TextTower(cfg.text)
+        self.text_proj = nn.Linear(cfg.text.width, cfg.projection_dim, bias=False) if cfg.projection_dim else None
+        self.tokenizer = None
+        """a bpe.CLIPTokenizer (attached when read from a Hugging Face folder with its tokenizer files)"""
+        self.no_tokenizer = ("this CLIP text encoder has no tokenizer (saved without one); open the Hugging Face "
+                             "folder it came from, or call it on token ids")
+        """why ``tokenizer`` is None: the DataError encode_prompts raises"""
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids (B, T) -> (final-LN states (B, T, D), EOS state (B, D) or its projection (B, P))."""
+        hidden = self.text.final_states(ids)                                   # (B, T, D)
+        pooled = self.text.pool(hidden, ids)                                   # (B, D)
+        return hidden, pooled if self.text_proj is None else self.text_proj(pooled)  # (B, T, D), (B, P)
+
+    def check_tokenizer(self, where: str) -> None:
+        """The tokenizer's length must fit the learned positions and its ids the vocabulary."""
+        tok, t = self.tokenizer, self.cfg.text
+        if tok.cfg.model_max_length > t.context_length:
+            raise CheckpointError(f"{where}: tokenizer model_max_length={tok.cfg.model_max_length} exceeds the text "
+                                  f"encoder's max_position_embeddings={t.context_length}")
+        if tok.vocab_size > t.vocab_size:
+            raise CheckpointError(f"{where}: the tokenizer has {tok.vocab_size} tokens, the text encoder's "
+                                  f"vocab_size is {t.vocab_size}; the folders do not belong together")
+
+    def encode_prompts(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts -> (hidden (B, L, D), pooled (B, P)) with L = the tokenizer's model_max_length."""
+        if isinstance(prompts, str) or not prompts:
+            raise DataError(f"encode_prompts takes a non-empty list of strings, got {prompts!r:.80}")
+        if self.tokenizer is None:
+            raise DataError(self.no_tokenizer)
+        ids = self.tokenizer(list(prompts)).to(self.text.pos.device)          # (B, L)
+        return self(ids)
