@@ -33,6 +33,9 @@ def llm_peak(impl: str) -> Callable[[dict], float]:
 EAGER, HF, COMPILED = ("frontierkit Transformer (eager)", "transformers LlamaForCausalLM (sdpa)",
                        "frontierkit Transformer (torch.compile)")
 LIB = "eval return (mean ± std over seeds)"
+TEXT_ONLY, VAE_ROW = "text-only, CFG s=3, DPM-Solver++ 20", "VAE reconstructions of the same images (latent ceiling)"
+REAL_ROW, DIGITS_S1 = "real held-out images (ceiling)", "class-conditional CFG s=1, DPM-Solver++ 20"
+CN_OUTLINE, CN_MASK = "ControlNet (outline) + text, CFG s=3", "ControlNet (mask) + text, CFG s=3"
 
 # (document, results file, value, template the document must contain)
 CHECKS: list[tuple[str, str, Callable[[dict], Any], str]] = [
@@ -98,6 +101,18 @@ CHECKS: list[tuple[str, str, Callable[[dict], Any], str]] = [
     ("README.md", "privacy_fl", lambda d: (d["checks"]["labels_stragglers_0.5"]["best_fedprox_mean"],
                                            d["checks"]["labels_stragglers_0.5"]["fedavg_mean"]),
      "with 50 % stragglers FedProx {0[0]:.3f} ± 0.027 vs FedAvg {0[1]:.3f} ±"),
+    ("README.md", "diffusion_quality", lambda d: tuple(row(d["shapes"], samples=TEXT_ONLY)[k]
+                                                       for k in ("color_acc", "position_acc", "shape_acc")),
+     "shapes from held-out captions: colour {0[0]:.3f} (chance 0.167), position {0[1]:.3f} (chance 0.111), "
+     "shape {0[2]:.3f}"),
+    ("README.md", "diffusion_quality", lambda d: (row(d["shapes"], samples=VAE_ROW)["shape_acc"],
+                                                  row(d["shapes"], samples=REAL_ROW)["shape_acc"]),
+     "the VAE's reconstructions read {0[0]:.3f}, real images {0[1]:.3f}"),
+    ("README.md", "diffusion_quality", lambda d: tuple(row(d["shapes"], samples=s)["mask_iou"]
+                                                       for s in (CN_OUTLINE, CN_MASK, TEXT_ONLY)),
+     "ControlNet mask IoU {0[0]:.3f} (outline) / {0[1]:.3f} (mask) vs {0[2]:.3f} text-only"),
+    ("README.md", "diffusion_quality", lambda d: row(d["digits"], samples=DIGITS_S1)["frechet"],
+     "FD in a kit CNN's feature space {:.1f} (real"),
 ]
 
 
