@@ -189,9 +189,9 @@ def text_model_keys(tensors: Tensors) -> Tensors:
     return {f"text_model.{k}" if k.startswith(bare) else k: v for k, v in tensors.items()}
 
 
-def clip_text_from_hf(path: str | Path, tokenizer: bool = True):
+def clip_text_from_hf(path: str | Path):
     """A transformers CLIPTextModel[WithProjection] folder -> our CLIPTextEncoder (fp32), with the CLIP tokenizer
-    of the folder or its diffusers sibling ``../tokenizer/`` when ``tokenizer`` (absent: encode_prompts says so).
+    of the folder or its diffusers sibling ``../tokenizer/`` (absent: encode_prompts says so).
     Same key mapping as CLIPModel's text half: text_model.* -> text.*, text_projection -> text_proj."""
     from ..config import ConfigError
     from .bpe import CLIPTokenizer
@@ -211,11 +211,10 @@ def clip_text_from_hf(path: str | Path, tokenizer: bool = True):
     if missing or unexpected:
         raise CheckpointError(f"{path} is not a complete CLIPTextModel checkpoint (missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]})")
-    if tokenizer:
-        try:
-            model.tokenizer = CLIPTokenizer.from_folder(path, max_length=cfg.text.context_length)
-        except DataError as e:                  # weights without a tokenizer still encode ids
-            model.no_tokenizer = str(e)
-        else:
-            model.check_tokenizer(str(path))
+    try:
+        model.tokenizer = CLIPTokenizer.from_folder(path, max_length=cfg.text.context_length)
+    except DataError as e:                      # weights without a tokenizer still encode ids
+        model.no_tokenizer = str(e)
+    else:
+        model.check_tokenizer(str(path))
     return model
