@@ -38,7 +38,10 @@ def test_50_clients_a_10mb_body_and_a_disconnect_all_answered_and_pages_freed(sm
         by.setdefault((r["kind"], r["outcome"]), []).append(r)
     assert not [r for r in rd["results"] if r["outcome"] == "error"], [r.get("detail") for r in rd["results"]]
     ok, rejected = len(by.get(("burst", "ok"), [])), len(by.get(("burst", "429"), []))
-    assert ok + rejected == 50 and ok >= 12 and rejected >= 1, (ok, rejected)
+    # Admission is guaranteed only for the queue: the engine moves waiting -> running at its step boundaries, so
+    # on a slow or busy machine the burst can arrive within one step and find just the 8 waiting places (one may
+    # still hold the hung-up stream before its prefill). Anything beyond that depends on timing (CI saw 9).
+    assert ok + rejected == 50 and ok >= 8 - 1 and rejected >= 1, (ok, rejected)
     assert len(by[("big-body", "413")]) == 1 and len(by[("disconnect", "ok")]) == 1
     d, h = rd["delta"], rd["health"]
     assert d["cancelled"] >= 1 and d["failed"] == 0
