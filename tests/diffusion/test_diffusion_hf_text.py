@@ -98,3 +98,61 @@ def test_pipeline_folder_text_encoder_of_wrong_width_is_refused(sd_folder, tmp_p
         bad / "text_encoder")
     with pytest.raises(ConfigError, match="width 16.*reads 32"):
         pipeline_for(bad, "DDIMScheduler")
+
+
+@pytest.fixture(scope="module")
+def sdxl_folder(tmp_path_factory):
+    """A diffusers StableDiffusionXLPipeline of tiny random parts saved with save_pretrained: text_encoder/ a
+    CLIPTextModel (32 wide), text_encoder_2/ a CLIPTextModelWithProjection (32 wide, projection 16) whose
+    tokenizer_2/ pads with "!" as SDXL's does; the UNet reads 64 = 32 + 32 and pools 16 + 6 · 8 time features."""
+    root = tmp_path_factory.mktemp("sdxltext")
+    tok, vocab = _tokenizer(root / "vocab")
+    tok2 = transformers.CLIPTokenizer(vocab=str(root / "vocab" / "vocab.json"),
+                                      merges=str(root / "vocab" / "merges.txt"), model_max_length=12, pad_token="!")
+    torch.manual_seed(1)
+    unet = diffusers.UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=64, attention_head_dim=(2, 4), norm_num_groups=8, addition_embed_type="text_time",
+        addition_time_embed_dim=8, projection_class_embeddings_input_dim=8 * 6 + 16, use_linear_projection=True)
+    vae = diffusers.AutoencoderKL(
+        in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1, latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=8,
+        sample_size=16)
+    text = dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                num_attention_heads=4, max_position_embeddings=12, eos_token_id=vocab["<|endoftext|>"],
+                bos_token_id=vocab["<|startoftext|>"])
+    te = transformers.CLIPTextModel(transformers.CLIPTextConfig(**text))
+    te2 = transformers.CLIPTextModelWithProjection(transformers.CLIPTextConfig(**text, projection_dim=16))
+    pipe = diffusers.StableDiffusionXLPipeline(
+        unet=unet.eval(), vae=vae.eval(), text_encoder=te.eval(), text_encoder_2=te2.eval(), tokenizer=tok,
+        tokenizer_2=tok2, scheduler=diffusers.EulerDiscreteScheduler.from_config(
+            {**SCHED, "timestep_spacing": "trailing", "steps_offset": 0}),
+        force_zeros_for_empty_prompt=True, add_watermarker=False)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.save_pretrained(root / "sdxl")
+    return root / "sdxl", pipe
+
+
+def test_sdxl_pipeline_folder_prompts_match_diffusers(sdxl_folder):
+    """Both text encoders read from the folder (penultimate states concatenated, pooled from the second), with
+    and without a negative prompt (SDXL's force_zeros_for_empty_prompt), 2 Euler steps, CFG 5, seeded =
+    diffusers StableDiffusionXLPipeline (oracle) ≤ 1e-4; the folder's unet/ opens the same pipeline."""
+    folder, pipe = sdxl_folder
+    ours = pipeline_for(folder, "EulerDiscreteScheduler")
+    assert ours.force_zeros_for_empty_prompt
+    assert [type(e.model).__name__ for e in (ours.text_encoder.first, ours.text_encoder.second)] == \
+        ["CLIPTextEncoder"] * 2
+    base = dict(prompt=["The red CAT!", "a blue cat"], num_inference_steps=2, guidance_scale=5.0, output_type="pt")
+    for kw in (dict(base, negative_prompt=["blurry", "the red"]), base):
+        got = ours(**kw, generator=torch.Generator().manual_seed(5)).images
+        want = pipe(**kw, generator=torch.Generator().manual_seed(5)).images
+        assert got.shape == want.shape == (2, 3, 16, 16)
+        assert (got - want).abs().max() <= TOL, kw.keys()
+    via_unet = pipeline_for(folder / "unet", "EulerDiscreteScheduler")(
+        **base, generator=torch.Generator().manual_seed(5)).images
+    assert (via_unet - got).abs().max() == 0
+    zeros_off = pipeline_for(folder, "EulerDiscreteScheduler")
+    zeros_off.force_zeros_for_empty_prompt = False      # the rule matters: "" encoded is not zeros
+    other = zeros_off(**base, generator=torch.Generator().manual_seed(5)).images
+    assert (other - got).abs().max() > 1e-4

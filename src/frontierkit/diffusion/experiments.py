@@ -108,7 +108,7 @@ def pipeline_for(run: Path, scheduler: str = "DPMSolverMultistepScheduler", cont
     sched = SCHEDULERS[scheduler].from_config(parts.scheduler_config)
     cn = open_model(controlnet, kind="controlnet").model.eval() if controlnet else None
     return StableDiffusionPipeline(unet=parts.unet, scheduler=sched, vae=parts.vae, text_encoder=parts.text_encoder,
-                                   controlnet=cn)
+                                   controlnet=cn, force_zeros_for_empty_prompt=parts.force_zeros_for_empty_prompt)
 
 
 @torch.no_grad()

@@ -1,10 +1,11 @@
 """Opening a sampling pipeline (Rombach et al. 2022: UNet + noise schedule + VAE + text encoder τ_θ) from a
 folder: a ``frontier diffusion train`` run, a diffusers pipeline folder (``model_index.json`` with ``unet/``,
-``vae/``, ``scheduler/``), or a single diffusers UNet folder (+ ``scheduler_config.json`` when present).
-A text-conditioned diffusers UNet reads prompts through ``text_encoder=`` a kit text-encoder folder when given,
-else the pipeline folder's own ``text_encoder/`` (transformers' CLIPTextModel + ``tokenizer/``, opened through
-the model registry by its "text-encoder" tag: the multimodal area's ``clip-text`` kind, not imported here), else
-the shapes caption encoder when its width fits."""
+``vae/``, ``scheduler/``; its ``unet/`` opens the whole pipeline), or a single diffusers UNet folder
+(+ ``scheduler_config.json`` when present). A text-conditioned diffusers UNet reads prompts through
+``text_encoder=`` a kit text-encoder folder when given, else the pipeline folder's own ``text_encoder/``
+(transformers' CLIPTextModel + ``tokenizer/``, opened through the model registry by its "text-encoder" tag: the
+multimodal area's ``clip-text`` kind, not imported here) — an SDXL folder's two (``text_encoder/`` +
+``text_encoder_2/``, penultimate states) — else the shapes caption encoder when its width fits."""
 from __future__ import annotations
 
 import json
@@ -33,6 +34,8 @@ class Parts:
     """none / class / text: what the UNet is conditioned on"""
     run: Any = None
     """the DiffusionRunConfig of a kit run (None for diffusers folders)"""
+    force_zeros_for_empty_prompt: bool = False
+    """an SDXL pipeline's rule for a missing negative prompt (model_index.json)"""
 
 
 def _meta(path: Path) -> dict[str, Any]:
@@ -82,6 +85,31 @@ def text_encoder_for(unet: nn.Module, path: str = "", own: Path | None = None) -
     return enc
 
 
+def sdxl_text_encoder(unet: nn.Module, root: Path) -> Callable:
+    """SDXL's τ_θ (Podell et al. 2023 sec. 2.1): the penultimate hidden states of ``text_encoder/`` (CLIP ViT-L)
+    and ``text_encoder_2/`` (OpenCLIP bigG, with projection) concatenated on the channel axis, pooled from the
+    second — as diffusers' StableDiffusionXLPipeline.encode_prompt; a refiner folder has only the second."""
+    from .pipelines import DualTextEncoder
+    from .text import RegistryTextEncoder
+    second = RegistryTextEncoder(str(root / "text_encoder_2"), hidden_layer=-2)
+    has_first = (root / "text_encoder" / "config.json").is_file()
+    enc = DualTextEncoder(RegistryTextEncoder(str(root / "text_encoder"), hidden_layer=-2), second) if has_first \
+        else DualTextEncoder(None, second)
+    hidden, pooled = enc([""])
+    width = unet.cfg.cross_attention_dim
+    if hidden.shape[-1] != width:
+        raise ConfigError(f"the SDXL text encoders of {root} give hidden states of width {hidden.shape[-1]} "
+                          f"(text_encoder/ + text_encoder_2/ concatenated); the UNet's cross-attention reads {width}")
+    cfg = unet.cfg
+    if cfg.addition_embed_type == "text_time":
+        want = cfg.projection_class_embeddings_input_dim - 6 * cfg.addition_time_embed_dim
+        if pooled.shape[-1] != want:
+            raise ConfigError(f"{root}/text_encoder_2 pools to width {pooled.shape[-1]}; the UNet's text_time "
+                              f"embedding expects {want} (projection_class_embeddings_input_dim − 6 · "
+                              "addition_time_embed_dim)")
+    return enc
+
+
 def _scheduler_config(*candidates: Path) -> dict[str, Any]:
     for f in candidates:
         if f.is_file():
@@ -94,6 +122,9 @@ def open_parts(path: str | Path, text_encoder: str = "") -> Parts:
     kit run folder or a diffusers (pipeline or UNet) folder."""
     from .convert import from_diffusers
     p = Path(path)
+    if is_diffusers_unet(p) and (p.parent / "model_index.json").is_file():
+        return open_parts(p.parent, text_encoder)        # a pipeline's unet/: sample with the whole pipeline
+    index: dict[str, Any] = {}
     if is_diffusers_pipeline(p):
         if not (p / "unet" / "config.json").is_file():
             raise CheckpointError(f"{p} is a diffusers pipeline folder without unet/config.json")
@@ -101,14 +132,21 @@ def open_parts(path: str | Path, text_encoder: str = "") -> Parts:
         vae = from_diffusers(p / "vae") if (p / "vae" / "config.json").is_file() else None
         sched = _scheduler_config(p / "scheduler" / "scheduler_config.json", p / "scheduler_config.json")
         own = p / "text_encoder"
+        if (p / "model_index.json").is_file():
+            index = json.loads((p / "model_index.json").read_text())
     elif is_diffusers_unet(p):
         unet, vae, own = from_diffusers(p), None, None
         sched = _scheduler_config(p / "scheduler_config.json", p.parent / "scheduler" / "scheduler_config.json")
     else:
         return _open_run(p, text_encoder)
     cond = condition_of(unet)
-    text = text_encoder_for(unet, text_encoder, own) if cond == "text" else None
-    return Parts(unet=unet, scheduler_config=sched, vae=vae, text_encoder=text, condition=cond)
+    xl = own is not None and (p / "text_encoder_2" / "config.json").is_file()
+    text = None
+    if cond == "text":
+        text = sdxl_text_encoder(unet, p) if xl and not text_encoder else text_encoder_for(unet, text_encoder, own)
+    zeros = index.get("force_zeros_for_empty_prompt", index.get("_class_name", "").startswith("StableDiffusionXL"))
+    return Parts(unet=unet, scheduler_config=sched, vae=vae, text_encoder=text, condition=cond,
+                 force_zeros_for_empty_prompt=bool(zeros))
 
 
 def _open_run(p: Path, text_encoder: str) -> Parts:

@@ -63,12 +63,14 @@ class DualTextEncoder:
     """SDXL's two text encoders (Podell et al. 2023 sec. 2.1): hidden states concatenated on the channel
     axis, pooled embedding from the second encoder."""
 
-    def __init__(self, first: Callable, second: Callable):
+    def __init__(self, first: Callable | None, second: Callable):
         self.first, self.second = first, second
 
     def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        h1, _ = self.first(prompts)                                              # (B, L, D1)
         h2, pooled = self.second(prompts)                                        # (B, L, D2), (B, P)
+        if self.first is None:                                                   # SDXL's refiner: one encoder
+            return h2, pooled
+        h1, _ = self.first(prompts)                                              # (B, L, D1)
         return torch.cat([h1, h2], dim=-1), pooled                               # (B, L, D1 + D2)
 
 
@@ -88,9 +90,12 @@ class StableDiffusionPipeline:
 
     def __init__(self, unet: nn.Module, scheduler: Any, vae: nn.Module | None = None,
                  text_encoder: Callable[[list[str]], tuple[torch.Tensor, torch.Tensor | None]] | None = None,
-                 controlnet: nn.Module | None = None):
+                 controlnet: nn.Module | None = None, force_zeros_for_empty_prompt: bool = False):
         self.unet, self.scheduler, self.vae = unet, scheduler, vae
         self.text_encoder, self.controlnet = text_encoder, controlnet
+        self.force_zeros_for_empty_prompt = force_zeros_for_empty_prompt
+        """SDXL's rule (diffusers' StableDiffusionXLPipeline): with no negative prompt, ε_u reads zero embeddings
+        (hidden and pooled) rather than the encoded empty prompt"""
         self.vae_scale_factor = 2 ** (len(_cfg_value(vae, "block_out_channels")) - 1) if vae is not None else 1
 
     # ---- conditioning ----
@@ -107,6 +112,8 @@ class StableDiffusionPipeline:
         if len(negs) != len(prompts):
             raise ConfigError(f"negative_prompt has {len(negs)} entries for {len(prompts)} prompts")
         c, pc = self.text_encoder(prompts)
+        if negative_prompt is None and self.force_zeros_for_empty_prompt:
+            return c, torch.zeros_like(c), pc, None if pc is None else torch.zeros_like(pc)
         u, pu = self.text_encoder(negs)
         return c, u, pc, pu
 
@@ -266,6 +273,8 @@ class StableDiffusionPipeline:
         prompt_embeds, negative_prompt_embeds = rep(prompt_embeds), rep(negative_prompt_embeds)
         pooled, neg_pooled = rep(pooled), rep(neg_pooled)
         if cfg:
+            if negative_prompt_embeds is None and self.force_zeros_for_empty_prompt:
+                negative_prompt_embeds = torch.zeros_like(prompt_embeds)
             if negative_prompt_embeds is None:
                 if self.text_encoder is None:      # diffusers' default with no encoder: zeros are not "" —
                     raise ConfigError("guidance_scale > 1 with prompt_embeds needs negative_prompt_embeds "

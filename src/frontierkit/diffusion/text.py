@@ -9,10 +9,12 @@ pooled (B, P))``; two encoders fit:
   weights), so the UNet's cross-attention learns the whole text pathway."""
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from ..data.shapes import COLORS, POSITIONS, SHAPES, SIZES
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 TEXT_ENCODER_TAG = "text-encoder"
 """the registry tag of a kit text encoder (a model with ``encode_prompts(list[str]) -> (hidden, pooled)``)"""
@@ -65,16 +67,21 @@ class CaptionEncoder:
 class RegistryTextEncoder:
     """A kit model tagged "text-encoder" (e.g. CLIP's text tower), frozen: prompts -> its ``encode_prompts``."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, hidden_layer: int | None = None):
         from ..models import open_model
-        self.path = str(path)
+        self.path, self.hidden_layer = str(path), hidden_layer
+        """``hidden_layer``: None for the encoder's own output, else the hidden state SDXL reads (-2)"""
         self.model = open_model(path, tags=TEXT_ENCODER_TAG, what="the diffusion text encoder").model.eval()
         self.model.requires_grad_(False)
+        if hidden_layer is not None and "hidden_layer" not in inspect.signature(self.model.encode_prompts).parameters:
+            raise ConfigError(f"the text encoder {path} ({type(self.model).__name__}) gives only its last hidden "
+                              f"states; hidden_layer={hidden_layer} needs a CLIP text encoder (kind clip-text)")
 
     @torch.no_grad()
     def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(hidden (B, L, D), pooled (B, P)) in float32."""
-        hidden, pooled = self.model.encode_prompts(list(prompts))
+        kw = {} if self.hidden_layer is None else {"hidden_layer": self.hidden_layer}
+        hidden, pooled = self.model.encode_prompts(list(prompts), **kw)
         return hidden.float(), pooled.float()
 
 

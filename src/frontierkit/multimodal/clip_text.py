@@ -60,11 +60,23 @@ class CLIPTextEncoder(nn.Module):
             raise CheckpointError(f"{where}: the tokenizer has {tok.vocab_size} tokens, the text encoder's "
                                   f"vocab_size is {t.vocab_size}; the folders do not belong together")
 
-    def encode_prompts(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompts -> (hidden (B, L, D), pooled (B, P)) with L = the tokenizer's model_max_length."""
+    def encode_prompts(self, prompts: list[str], hidden_layer: int | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts -> (hidden (B, L, D), pooled (B, P)) with L = the tokenizer's model_max_length.
+
+        ``hidden_layer`` None: the final-LN last states (Stable Diffusion); an index k: transformers'
+        ``hidden_states[k]`` as it is, no final LayerNorm (SDXL reads k = -2, the penultimate block; Podell et
+        al. 2023 sec. 2.1). ``pooled`` is always the final-LN end-of-text state (or its projection)."""
         if isinstance(prompts, str) or not prompts:
             raise DataError(f"encode_prompts takes a non-empty list of strings, got {prompts!r:.80}")
         if self.tokenizer is None:
             raise DataError(self.no_tokenizer)
         ids = self.tokenizer(list(prompts)).to(self.text.pos.device)          # (B, L)
-        return self(ids)
+        if hidden_layer is None:
+            return self(ids)
+        states = self.text.hidden_states(ids)                                  # L + 1 × (B, L, D)
+        if not -len(states) <= hidden_layer < len(states):
+            raise DataError(f"hidden_layer={hidden_layer}: this text encoder has {len(states)} hidden states "
+                            f"(embeddings + {len(states) - 1} blocks)")
+        pooled = self.text.pool(self.text.final_norm(states[-1]), ids)         # (B, D)
+        return states[hidden_layer], pooled if self.text_proj is None else self.text_proj(pooled)
