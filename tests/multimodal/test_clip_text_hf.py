@@ -74,7 +74,8 @@ def test_clip_bpe_ids_match_transformers_clip_tokenizer(tmp_path, pad):
 def test_clip_text_encode_prompts_matches_transformers(tmp_path, cls, eos):
     """A diffusers-layout text_encoder/ + tokenizer/ opened through the registry (tag text-encoder): encode_prompts
     = transformers last_hidden_state and pooler_output (or text_embeds) on CLIPTokenizer's ids (≤ 1e-5), for the
-    first-EOS pooling rule and the legacy eos_token_id == 2 one (argmax of the ids)."""
+    first-EOS pooling rule and the legacy eos_token_id == 2 one (argmax of the ids); hidden_layer=k gives
+    hidden_states[k] (SDXL: -2) ≤ 1e-5 with the same pooled output."""
     vocab = write_vocab(tmp_path / "src")
     hf_tokenizer(tmp_path / "src").save_pretrained(tmp_path / "tokenizer")
     torch.manual_seed(0)
@@ -88,11 +89,16 @@ def test_clip_text_encode_prompts_matches_transformers(tmp_path, cls, eos):
     assert loaded.kind.name == "clip-text" and isinstance(loaded.model, CLIPTextEncoder)
     hidden, pooled = loaded.model.encode_prompts(PROMPTS)
     with torch.no_grad():
-        out = te(hf_ids(hf_tokenizer(tmp_path / "src"), PROMPTS))
+        out = te(hf_ids(hf_tokenizer(tmp_path / "src"), PROMPTS), output_hidden_states=True)
     ref_pooled = out.text_embeds if cls.endswith("Projection") else out.pooler_output
     assert hidden.shape == (len(PROMPTS), MAX_LEN, 32) and pooled.shape == ref_pooled.shape
     assert (hidden - out.last_hidden_state).abs().max() <= TOL
     assert (pooled - ref_pooled).abs().max() <= TOL
+    for k in (-2, 0):                                   # SDXL's penultimate states; the embeddings
+        h_k, p_k = loaded.model.encode_prompts(PROMPTS, hidden_layer=k)
+        assert (h_k - out.hidden_states[k]).abs().max() <= TOL and torch.equal(p_k, pooled)
+    with pytest.raises(DataError, match="hidden_layer=-4.*3 hidden states"):
+        loaded.model.encode_prompts(PROMPTS, hidden_layer=-4)
 
 
 def test_clip_text_without_tokenizer_is_one_line_data_error(tmp_path):
