@@ -28,7 +28,9 @@ class ModelKind:
       Hugging Face folders);
     - ``load_foreign(path, meta) -> nn.Module`` loads a folder in another library's format (a
       config.json without a ``model`` section, e.g. a Hugging Face folder);
-    - ``dataset(meta, split) -> (x, y)`` the data a saved model was trained on (classifiers).
+    - ``dataset(meta, split) -> (x, y)`` the data a saved model was trained on (classifiers);
+    - ``assets_of(module) -> {relative file name: bytes}`` files ``models.save`` writes beside the weights (in
+      the same atomic folder), e.g. a tokenizer; ``attach_assets(module, folder)`` reads them back after load.
     """
     name: str
     build: str
@@ -40,6 +42,8 @@ class ModelKind:
     detect: str = ""
     load_foreign: str = ""
     dataset: str = ""
+    assets_of: str = ""
+    attach_assets: str = ""
     description: str = ""
 
 

@@ -134,6 +134,8 @@ def _build_and_load(kind: ModelKind, path: Path, meta: dict[str, Any]) -> nn.Mod
     for spec in _transforms(meta, path):
         model = resolve(model_transforms()[spec["name"]])(model, spec)
     ckpt.load_into(model, path)
+    if kind.attach_assets:
+        resolve(kind.attach_assets)(model, path)
     return model
 
 
@@ -194,7 +196,8 @@ def save(model: nn.Module, path: str | Path, *, kind: str | None = None, config:
          run: dict[str, Any] | None = None, **extra: Any) -> Path:
     """Write ``model`` as a folder ``load`` reads back: config.json {kind, model, run, transforms, ...}
     + safetensors (atomically). ``kind`` and ``config`` default to what the model's registered kind
-    derives from the module; the transforms are the module's ``frontier_transforms``."""
+    derives from the module; the transforms are the module's ``frontier_transforms``; files the kind's
+    ``assets_of`` names (e.g. a tokenizer) are written inside the same folder."""
     k = model_kinds().get(kind) if kind else kind_of(model)
     if k is None:
         raise CheckpointError(f"cannot save a {type(model).__name__}: it is no registered model kind "
@@ -206,4 +209,5 @@ def save(model: nn.Module, path: str | Path, *, kind: str | None = None, config:
     meta = {"kind": k.name, "model": config, "run": run or {}, **extra}
     if getattr(model, TRANSFORMS_ATTR, None):
         meta["transforms"] = list(getattr(model, TRANSFORMS_ATTR))
-    return ckpt.save_checkpoint(path, model.state_dict(), meta)
+    files = resolve(k.assets_of)(model) if k.assets_of else None
+    return ckpt.save_checkpoint(path, model.state_dict(), meta, files=files)

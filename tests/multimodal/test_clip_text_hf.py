@@ -101,6 +101,29 @@ def test_clip_text_encode_prompts_matches_transformers(tmp_path, cls, eos):
         loaded.model.encode_prompts(PROMPTS, hidden_layer=-4)
 
 
+def test_clip_text_saved_by_the_kit_keeps_its_tokenizer(tmp_path):
+    """models.save of a clip-text model read from a diffusers text_encoder/ + ../tokenizer/ writes the tokenizer
+    beside the weights (kind assets); models.open_model of the saved folder alone gives the same ids and the same
+    encode_prompts output (torch.equal), so the folder moves without its old sibling."""
+    import shutil
+    vocab = write_vocab(tmp_path / "src")
+    hf_tokenizer(tmp_path / "src", pad_token="!").save_pretrained(tmp_path / "sd" / "tokenizer")
+    torch.manual_seed(0)
+    transformers.CLIPTextModel(transformers.CLIPTextConfig(
+        vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        max_position_embeddings=MAX_LEN, eos_token_id=vocab["<|endoftext|>"])).save_pretrained(
+        tmp_path / "sd" / "text_encoder")
+    model = models.open_model(tmp_path / "sd" / "text_encoder", tags="text-encoder").model
+    models.save(model, tmp_path / "kit")
+    shutil.rmtree(tmp_path / "sd")
+    again = models.open_model(tmp_path / "kit", tags="text-encoder").model
+    assert again.tokenizer.cfg == model.tokenizer.cfg and again.tokenizer.cfg.pad_token == "!"
+    assert torch.equal(again.tokenizer(PROMPTS), model.tokenizer(PROMPTS))
+    with torch.no_grad():
+        for a, b in zip(again.encode_prompts(PROMPTS), model.encode_prompts(PROMPTS)):
+            assert torch.equal(a, b)
+
+
 def test_clip_text_without_tokenizer_is_one_line_data_error(tmp_path):
     """No vocab.json/merges.txt beside text_encoder/ or in ../tokenizer/: the weights load (ids still work, = the
     transformers model ≤ 1e-5, also with the ``text_model.``-prefixed keys of older transformers / hub SD folders)

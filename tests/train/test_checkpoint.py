@@ -39,6 +39,19 @@ def test_save_is_atomic_when_the_write_fails(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["c"]
 
 
+def test_extra_files_are_written_inside_the_atomic_folder_and_names_are_checked(tmp_path):
+    """``files`` (e.g. a tokenizer) land in the checkpoint folder itself; a name escaping it or shadowing the
+    weights/config is a ValueError before anything is written, leaving the previous checkpoint as it was."""
+    m = small()
+    path = ckpt.save_checkpoint(tmp_path / "c", m.state_dict(), {"v": 1}, files={"tok/vocab.json": b"{}"})
+    assert (path / "tok" / "vocab.json").read_bytes() == b"{}"
+    for bad in ("../escape.txt", "/abs.txt", "model.safetensors", "config.json"):
+        with pytest.raises(ValueError, match="relative name inside the folder"):
+            ckpt.save_checkpoint(tmp_path / "c", m.state_dict(), {"v": 2}, files={bad: b"x"})
+    assert json.loads((path / "config.json").read_text()) == {"v": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+
+
 def test_tied_weights_are_saved(tmp_path):
     emb = nn.Embedding(5, 3)
     head = nn.Linear(3, 5, bias=False)

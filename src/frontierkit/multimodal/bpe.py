@@ -61,7 +61,17 @@ class CLIPTokenizer:
             raise CheckpointError(f"{where}: special token {missing[0]!r} is not in vocab.json; the tokenizer files "
                                   f"do not belong together")
         self.ids = {k: vocab[getattr(cfg, k)] for k in SPECIAL_KEYS}
+        self.vocab, self.merges = dict(vocab), list(merges)
         self._tok = _backend(vocab, merges, cfg, self.ids)
+
+    def files(self) -> dict[str, bytes]:
+        """vocab.json, merges.txt and tokenizer_config.json as a Hugging Face CLIP tokenizer folder holds them
+        (``from_folder`` reads them back to the same ids)."""
+        config = {"tokenizer_class": "CLIPTokenizer", "model_max_length": self.cfg.model_max_length,
+                  **{k: getattr(self.cfg, k) for k in SPECIAL_KEYS}}
+        merges = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in self.merges)
+        return {"vocab.json": json.dumps(self.vocab, ensure_ascii=False).encode(),
+                "merges.txt": merges.encode(), "tokenizer_config.json": json.dumps(config, indent=2).encode()}
 
     @classmethod
     def from_folder(cls, path: str | Path, max_length: int | None = None) -> CLIPTokenizer:

@@ -40,8 +40,8 @@ class CLIPTextEncoder(nn.Module):
         self.text_proj = nn.Linear(cfg.text.width, cfg.projection_dim, bias=False) if cfg.projection_dim else None
         self.tokenizer = None
         """a bpe.CLIPTokenizer (attached when read from a Hugging Face folder with its tokenizer files)"""
-        self.no_tokenizer = ("this CLIP text encoder has no tokenizer (saved without one); open the Hugging Face "
-                             "folder it came from, or call it on token ids")
+        self.no_tokenizer = ("this CLIP text encoder has no tokenizer (it was read or saved without one); put "
+                             "vocab.json + merges.txt in its folder, or call it on token ids")
         """why ``tokenizer`` is None: the DataError encode_prompts raises"""
 
     def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,6 +23,7 @@ MANIFEST = Manifest(
            ModelKind("clip-text", build=f"{_M}.manifest:build_clip_text", classes=(f"{_M}.clip_text:CLIPTextEncoder",),
                      config_of=f"{_M}.manifest:config_of", detect=f"{_M}.manifest:detect_clip_text",
                      load_foreign=f"{_M}.manifest:load_hf_clip_text", tags=frozenset({"text-encoder"}),
+                     assets_of=f"{_M}.manifest:clip_text_assets", attach_assets=f"{_M}.manifest:attach_clip_text",
                      description="CLIP's text tower alone (Hugging Face CLIPTextModel[WithProjection], e.g. a Stable "
                                  "Diffusion text_encoder/ + its tokenizer): encode_prompts(list[str]) -> "
                                  "(hidden (B, L, D), pooled (B, P))"),
@@ -74,6 +75,19 @@ def detect_clip_text(meta: dict[str, Any]) -> bool:
 def load_hf_clip_text(path: Path, meta: dict[str, Any]):
     from .convert import clip_text_from_hf
     return clip_text_from_hf(path)
+
+
+def clip_text_assets(model) -> dict[str, bytes]:
+    """Its CLIP BPE tokenizer's files, saved beside the weights (none when it has no tokenizer)."""
+    return model.tokenizer.files() if model.tokenizer is not None else {}
+
+
+def attach_clip_text(model, path: Path) -> None:
+    """Read back the tokenizer ``clip_text_assets`` saved in the folder, when there is one."""
+    if (Path(path) / "vocab.json").is_file():
+        from .bpe import CLIPTokenizer
+        model.tokenizer = CLIPTokenizer.from_folder(path)
+        model.check_tokenizer(str(path))
 
 
 def build_zeroshot(config: dict[str, Any]):

@@ -56,13 +56,22 @@ def _contiguous_copies(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 
 def save_checkpoint(path: str | Path, model_state: dict[str, torch.Tensor], config: dict[str, Any],
-                    trainer_state: dict[str, Any] | None = None) -> Path:
-    """Write a checkpoint directory atomically (temp dir in the same folder, then rename)."""
+                    trainer_state: dict[str, Any] | None = None, files: dict[str, bytes] | None = None) -> Path:
+    """Write a checkpoint directory atomically (temp dir in the same folder, then rename); ``files`` are extra
+    files (relative names, e.g. a tokenizer's) written inside it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    reserved = {MODEL_FILE, CONFIG_FILE, TRAINER_FILE}
+    for name in files or {}:
+        if Path(name).is_absolute() or ".." in Path(name).parts or name in reserved:
+            raise ValueError(f"checkpoint asset {name!r} must be a relative name inside the folder, not one of "
+                             f"{sorted(reserved)}")
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
     try:
         save_file(_contiguous_copies(model_state), str(tmp / MODEL_FILE))
+        for name, data in (files or {}).items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_bytes(data)
         _finish_dir(tmp, path, config, trainer_state)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
