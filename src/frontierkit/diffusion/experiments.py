@@ -21,7 +21,7 @@ from .train import (ControlNetRunConfig, DiffusionDataConfig, DiffusionModelConf
                     train_controlnet, train_unet, train_vae)
 
 STEPS = {  # training steps (quick, full) — sized for a shared 2-core CPU
-    "digits": (400, 1500), "digits-class": (400, 1500), "vae": (800, 2000), "shapes-text": (400, 2000),
+    "digits": (400, 1500), "digits-class": (400, 1500), "vae": (800, 2000), "shapes-text": (400, 4000),
     "controlnet": (150, 800), "classifier": (400, 800)}
 
 
