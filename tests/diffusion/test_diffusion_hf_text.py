@@ -156,3 +156,15 @@ def test_sdxl_pipeline_folder_prompts_match_diffusers(sdxl_folder):
     zeros_off.force_zeros_for_empty_prompt = False      # the rule matters: "" encoded is not zeros
     other = zeros_off(**base, generator=torch.Generator().manual_seed(5)).images
     assert (other - got).abs().max() > 1e-4
+
+
+def test_sdxl_folder_without_its_first_text_encoder_is_refused(sdxl_folder, tmp_path):
+    """text_encoder_2/ alone (an SDXL refiner's layout, whose time ids carry an aesthetic score) is a one-line
+    ConfigError, not a silent single-encoder pipeline."""
+    import shutil
+    folder, _ = sdxl_folder
+    shutil.copytree(folder, tmp_path / "xl")
+    shutil.rmtree(tmp_path / "xl" / "text_encoder")
+    with pytest.raises(ConfigError, match="no text_encoder/.*refiner") as err:
+        pipeline_for(tmp_path / "xl", "EulerDiscreteScheduler")
+    assert "\n" not in str(err.value)

@@ -88,13 +88,14 @@ def text_encoder_for(unet: nn.Module, path: str = "", own: Path | None = None) -
 def sdxl_text_encoder(unet: nn.Module, root: Path) -> Callable:
     """SDXL's τ_θ (Podell et al. 2023 sec. 2.1): the penultimate hidden states of ``text_encoder/`` (CLIP ViT-L)
     and ``text_encoder_2/`` (OpenCLIP bigG, with projection) concatenated on the channel axis, pooled from the
-    second — as diffusers' StableDiffusionXLPipeline.encode_prompt; a refiner folder has only the second."""
+    second — as diffusers' StableDiffusionXLPipeline.encode_prompt."""
     from .pipelines import DualTextEncoder
     from .text import RegistryTextEncoder
-    second = RegistryTextEncoder(str(root / "text_encoder_2"), hidden_layer=-2)
-    has_first = (root / "text_encoder" / "config.json").is_file()
-    enc = DualTextEncoder(RegistryTextEncoder(str(root / "text_encoder"), hidden_layer=-2), second) if has_first \
-        else DualTextEncoder(None, second)
+    if not (root / "text_encoder" / "config.json").is_file():
+        raise ConfigError(f"{root} has text_encoder_2/ but no text_encoder/: an SDXL refiner (one encoder, "
+                          "aesthetic-score time ids) is not supported; pass prompt embeddings in Python instead")
+    enc = DualTextEncoder(RegistryTextEncoder(str(root / "text_encoder"), hidden_layer=-2),
+                          RegistryTextEncoder(str(root / "text_encoder_2"), hidden_layer=-2))
     hidden, pooled = enc([""])
     width = unet.cfg.cross_attention_dim
     if hidden.shape[-1] != width:

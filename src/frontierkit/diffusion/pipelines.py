@@ -63,14 +63,12 @@ class DualTextEncoder:
     """SDXL's two text encoders (Podell et al. 2023 sec. 2.1): hidden states concatenated on the channel
     axis, pooled embedding from the second encoder."""
 
-    def __init__(self, first: Callable | None, second: Callable):
+    def __init__(self, first: Callable, second: Callable):
         self.first, self.second = first, second
 
     def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        h2, pooled = self.second(prompts)                                        # (B, L, D2), (B, P)
-        if self.first is None:                                                   # SDXL's refiner: one encoder
-            return h2, pooled
         h1, _ = self.first(prompts)                                              # (B, L, D1)
+        h2, pooled = self.second(prompts)                                        # (B, L, D2), (B, P)
         return torch.cat([h1, h2], dim=-1), pooled                               # (B, L, D1 + D2)
 
 

@@ -44,10 +44,16 @@ class CLIPTextEncoder(nn.Module):
                              "vocab.json + merges.txt in its folder, or call it on token ids")
         """why ``tokenizer`` is None: the DataError encode_prompts raises"""
 
-    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """ids (B, T) -> (final-LN states (B, T, D), EOS state (B, D) or its projection (B, P))."""
-        hidden = self.text.final_states(ids)                                   # (B, T, D)
-        pooled = self.text.pool(hidden, ids)                                   # (B, D)
+    def forward(self, ids: torch.Tensor, hidden_layer: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids (B, T) -> (final-LN states (B, T, D), EOS state (B, D) or its projection (B, P)); ``hidden_layer``
+        k returns transformers' ``hidden_states[k]`` (no final LayerNorm) as the first output instead."""
+        states = self.text.hidden_states(ids)                                  # blocks + 1 × (B, T, D)
+        if hidden_layer is not None and not -len(states) <= hidden_layer < len(states):
+            raise DataError(f"hidden_layer={hidden_layer}: this text encoder has {len(states)} hidden states "
+                            f"(embeddings + {len(states) - 1} blocks)")
+        last = self.text.final_norm(states[-1])                                # (B, T, D)
+        pooled = self.text.pool(last, ids)                                     # (B, D)
+        hidden = last if hidden_layer is None else states[hidden_layer]
         return hidden, pooled if self.text_proj is None else self.text_proj(pooled)  # (B, T, D), (B, P)
 
     def check_tokenizer(self, where: str) -> None:
@@ -72,11 +78,4 @@ class CLIPTextEncoder(nn.Module):
         if self.tokenizer is None:
             raise DataError(self.no_tokenizer)
         ids = self.tokenizer(list(prompts)).to(self.text.pos.device)          # (B, L)
-        if hidden_layer is None:
-            return self(ids)
-        states = self.text.hidden_states(ids)                                  # L + 1 × (B, L, D)
-        if not -len(states) <= hidden_layer < len(states):
-            raise DataError(f"hidden_layer={hidden_layer}: this text encoder has {len(states)} hidden states "
-                            f"(embeddings + {len(states) - 1} blocks)")
-        pooled = self.text.pool(self.text.final_norm(states[-1]), ids)         # (B, D)
-        return states[hidden_layer], pooled if self.text_proj is None else self.text_proj(pooled)
+        return self(ids, hidden_layer)
