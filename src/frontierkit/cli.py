@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         close_open_trackers("FAILED")
         discard_empty_runs()                     # a refused run leaves no empty run folder behind
-        if os.environ.get("RANK", "0") == "0":   # under torchrun every rank refuses: one line, from rank 0
-            print(f"frontier: error: {e}", file=sys.stderr)
+        _report_refusal(e)
         return 2
     except KeyboardInterrupt as e:              # Ctrl-C / SIGTERM (training saved a checkpoint: errors.Interrupted)
         close_open_trackers("KILLED")
@@ -87,6 +86,23 @@ def main(argv: list[str] | None = None) -> int:
         raise
     close_open_trackers("FINISHED")
     return int(result or 0)
+
+
+REFUSAL_GRACE_S = 60.0
+
+
+def _report_refusal(e: BaseException) -> None:
+    """One line per refusal. Under torchrun every rank refuses the same config: rank 0 prints it. The other
+    ranks wait before exiting, since a rank that exits non-zero first makes torchrun SIGTERM rank 0 before
+    it has printed (seen on a slow CI machine); torchrun ends them once rank 0 exits. A rank still alive
+    after the grace refused alone (rank 0 waits in a collective), so it prints its own line."""
+    rank = os.environ.get("RANK", "0")
+    if rank != "0" and "TORCHELASTIC_RUN_ID" in os.environ:
+        import time
+        time.sleep(REFUSAL_GRACE_S)
+        print(f"frontier: error: (rank {rank}) {e}", file=sys.stderr)
+    else:
+        print(f"frontier: error: {e}", file=sys.stderr)
 
 
 def _os_error(e: OSError) -> str:
