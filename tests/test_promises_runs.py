@@ -83,7 +83,8 @@ def test_saved_model_follows_the_umask(tmp_path, umask):
 def test_torchrun_prints_the_summary_once_and_a_refusal_in_one_line(tmp_path):
     """2-rank ddp on CPU (gloo): one JSON summary on stdout; a re-run with another lr: one error line."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "frontierkit.cli"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                "-m", "frontierkit.cli"]
     out = str(tmp_path / "ddp")
     done = subprocess.run([*torchrun, *VISION, "--train.steps", "4", "--strategy", "ddp", "--out", out],
                           env=env, capture_output=True, text=True, timeout=300)
@@ -108,7 +109,8 @@ def test_torchrun_deepspeed_starts_from_init_from(tmp_path):
            "--train.warmup_steps", "0", "--data.eval_batches", "1", "--tracker", "none", "--quiet"]
     single, ds = str(tmp_path / "llm-single"), str(tmp_path / "llm-deepspeed")
     assert main([*llm, "--out", single]) == 0
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "frontierkit.cli", *llm,
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                "-m", "frontierkit.cli", *llm,
                 "--strategy", "deepspeed", "--deepspeed-config", str(ROOT / "configs/deepspeed/zero3_offload.json")]
     refused = subprocess.run([*torchrun, "--out", single], env=env, capture_output=True, text=True, timeout=400)
     errors = [line for line in refused.stderr.splitlines() if line.startswith("frontier: error:")]

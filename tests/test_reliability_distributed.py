@@ -50,7 +50,7 @@ the resume equal)."""
     ended = time.time()
     killed_at = float(re.search(r"\[frontierkit fault\] mid-step-rank1@15 at ([0-9.]+)", err).group(1))
     assert rc != 0 and ended - killed_at < 60, (rc, ended - killed_at, err[-3000:])
-    assert "frontier: error: rank 0/2: a collective failed at step" in err, err[-3000:]
+    assert err.count("frontier: error: rank 0/2: a collective failed at step") == 1, err[-3000:]
     assert "rerun the same torchrun command to resume from step-0000010" in err
     assert ckpt.latest_checkpoint(out).name == "step-0000010"
     rc, _, err = torchrun(args(out), nproc=2, timeout=300, env=env(), cwd=ROOT)
@@ -60,6 +60,20 @@ the resume equal)."""
     gaps = {k: (a[k] - b[k]).abs().max().item() for k in a if not torch.equal(a[k], b[k])}
     assert not gaps, f"the resumed DDP run is not bit-identical to the uninterrupted one: max |dw| {gaps}"
     assert_same_metrics(ref, out)
+
+
+@pytest.mark.slow
+def test_rank_0_killed_the_surviving_rank_1_says_so_in_one_line(tmp_path):
+    """The collective failure is each surviving rank's own news: with rank 0 SIGKILLed mid-step, rank 1 prints
+    ``rank 1/2: a collective failed`` (only rank 0 used to print, so this job ended with no line at all). The
+    trainer prints it while SIGTERM is still only a request, so torchrun's SIGTERM for the dead rank cannot
+    end the survivor before it has said why."""
+    out = tmp_path / "run"
+    rc, _, err = torchrun(args(out), nproc=2, timeout=300, env=env("mid-step-rank0@15"), cwd=ROOT)
+    assert rc != 0 and "[frontierkit fault] mid-step-rank0@15" in err, err[-3000:]
+    lines = [line for line in err.splitlines() if line.startswith("frontier: error:")]
+    assert len(lines) == 1 and lines[0].startswith("frontier: error: rank 1/2: a collective failed at step"), \
+        err[-3000:]
 
 
 def assert_same_metrics(ref: Path, out: Path) -> None:
@@ -92,8 +106,9 @@ def _refuse(tmp_path: Path, grace: float, rank0_late: float) -> subprocess.Compl
     script = tmp_path / "refuse.py"
     script.write_text(REFUSE)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", str(script),
-                           str(grace), str(rank0_late)], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(script), str(grace), str(rank0_late)], env=env, capture_output=True, text=True,
+                          timeout=120)
 
 
 def test_a_refusal_under_torchrun_is_printed_once_by_rank_0_even_when_another_rank_refuses_first(tmp_path):

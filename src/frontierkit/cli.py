@@ -8,7 +8,7 @@ import sys
 from . import __version__
 from .areas import manifests, resolve
 from .command import discard_empty_runs, print_config, split_overrides
-from .errors import USER_ERRORS
+from .errors import USER_ERRORS, PeerLost
 from .track import close_open_trackers
 
 
@@ -95,9 +95,12 @@ def _report_refusal(e: BaseException) -> None:
     """One line per refusal. Under torchrun every rank refuses the same config: rank 0 prints it. The other
     ranks wait before exiting, since a rank that exits non-zero first makes torchrun SIGTERM rank 0 before
     it has printed (seen on a slow CI machine); torchrun ends them once rank 0 exits. A rank still alive
-    after the grace refused alone (rank 0 waits in a collective), so it prints its own line."""
+    after the grace refused alone (rank 0 waits in a collective), so it prints its own line. A lost peer
+    (:class:`PeerLost`) is each rank's own news, printed by every rank that meets it."""
+    if getattr(e, "reported", False):         # errors.PeerLost: its rank printed it the moment it happened
+        return
     rank = os.environ.get("RANK", "0")
-    if rank != "0" and "TORCHELASTIC_RUN_ID" in os.environ:
+    if rank != "0" and "TORCHELASTIC_RUN_ID" in os.environ and not isinstance(e, PeerLost):
         import time
         time.sleep(REFUSAL_GRACE_S)
         print(f"frontier: error: (rank {rank}) {e}", file=sys.stderr)

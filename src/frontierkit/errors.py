@@ -31,7 +31,11 @@ class TrainingDiverged(FrontierError):
 
 
 class PeerLost(FrontierError):
-    """A collective failed under torchrun (another rank died or hung past the timeout); resume by rerunning."""
+    """A collective failed under torchrun (another rank died or hung past the timeout); resume by rerunning.
+    Unlike a refusal, which every rank makes alike, it is this rank's own news: every rank that meets it says so,
+    and the trainer prints it at once (``reported``), before torchrun's SIGTERM for the dead rank can end us."""
+
+    reported = False
 
 
 class Interrupted(KeyboardInterrupt):

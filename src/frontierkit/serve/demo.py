@@ -41,13 +41,19 @@ def _serve_in_thread(state):
 
     from .process import free_port
     from .server import create_app
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(state), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{port}/v1"
+    for _ in range(3):                       # another process may take the free port before uvicorn binds it
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(state), host="127.0.0.1", port=port, log_level="error"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if server.started:
+            return server, thread, f"http://127.0.0.1:{port}/v1"
+        server.should_exit = True
+        thread.join(timeout=5)
+    raise RuntimeError("the demo server did not start on a free local port in 3 tries (60 s each)")
 
 
 def measure(folder: Path, mode: str, clients: int, requests: int, max_new: int = 48) -> dict:

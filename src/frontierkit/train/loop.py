@@ -358,19 +358,30 @@ class Trainer:
             ckpt.remove_stale_temps(self.out)     # temp folders of a writer killed mid-checkpoint
         try:
             with _StopSignals() as stop:
-                return self._fit(resume, stop)
-        except RuntimeError as e:               # torch.distributed.DistBackendError is one
-            if not self.strategy.distributed or isinstance(e, FrontierError):
-                raise
-            latest = ckpt.latest_checkpoint(self.out)
-            raise PeerLost(
-                f"rank {self.strategy.rank}/{self.strategy.world}: a collective failed at step {self.step} "
-                f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else 'no message'}); another rank "
-                f"probably died. Stopping; rerun the same torchrun command to resume from "
-                f"{latest.name if latest else 'the start'}") from None
+                try:
+                    return self._fit(resume, stop)
+                except RuntimeError as e:       # torch.distributed.DistBackendError is one
+                    if not self.strategy.distributed or isinstance(e, FrontierError):
+                        raise
+                    raise self._peer_lost(e, stop) from None
         finally:
             if lock is not None:
                 lock.release()
+
+    def _peer_lost(self, e: RuntimeError, stop: "_StopSignals") -> PeerLost:
+        """A collective failed: say so now, while SIGTERM is still only a request (torchrun SIGTERMs the
+        surviving ranks as soon as it sees the dead one; with the default action restored, it could end this
+        rank before the CLI printed the line)."""
+        latest = ckpt.latest_checkpoint(self.out)
+        lost = PeerLost(
+            f"rank {self.strategy.rank}/{self.strategy.world}: a collective failed at step {self.step} "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else 'no message'}); another rank "
+            f"probably died. Stopping; rerun the same torchrun command to resume from "
+            f"{latest.name if latest else 'the start'}")
+        stop.quiet = True
+        print(f"frontier: error: {lost}", file=sys.stderr, flush=True)
+        lost.reported = True
+        return lost
 
     def _fit(self, resume: bool, stop: "_StopSignals") -> TrainResult:
         from tqdm.auto import tqdm
@@ -454,12 +465,15 @@ class _StopSignals:
 
     def __init__(self) -> None:
         self.signum = 0
+        self.quiet = False                     # the run is already ending with an error: record, say nothing
         self.previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signum = signum
+        if self.quiet:
+            return
         print(f"\n[frontier] {signal.Signals(signum).name}: stopping after this step with a checkpoint "
               f"(Ctrl-C again to stop at once)", file=sys.stderr)
 
