@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,7 +21,10 @@ def add_run_args(p: argparse.ArgumentParser, config_cls: type | None = None, nam
     """--config/--out/--tracker/--quiet; unknown ``--a.b VALUE`` pairs become config overrides."""
     if config_cls is not None:
         p.add_argument("--config", metavar="TOML", type=existing_file((".toml",), "TOML recipe"), help="recipe file (see configs/); fields below override it")
-        p.epilog = help_text(config_cls)
+        if hasattr(p, "epilog_factory"):      # cli.FrontierParser: built when --help is printed
+            p.epilog_factory = functools.partial(help_text, config_cls)
+        else:
+            p.epilog = help_text(config_cls)
         p.formatter_class = argparse.RawDescriptionHelpFormatter
         p.add_argument("--print-config", action="store_true",
                        help="print the resolved config as JSON and exit (validates it)")

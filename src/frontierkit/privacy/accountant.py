@@ -16,7 +16,6 @@ import math
 from typing import Iterable, Sequence
 
 import numpy as np
-from scipy import special
 
 DEFAULT_ORDERS: tuple[float, ...] = tuple([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)))
 """Rényi orders α searched for the best ε (the same grid as Opacus and TF-Privacy)."""
@@ -35,12 +34,14 @@ def _logsumexp_signed(terms: Sequence[tuple[float, float]]) -> float:
 
 def _log_binom(n: float, k: int) -> tuple[float, float]:
     """(sign, log|C(n, k)|) of a generalised binomial coefficient (n real, k a natural number)."""
+    from scipy import special                 # here, not at the top: every `frontier` start imports this module
     coef = special.binom(n, k)
     return (1.0 if coef >= 0 else -1.0), (math.log(abs(coef)) if coef != 0 else -math.inf)
 
 
 def log_a_int(q: float, sigma: float, alpha: int) -> float:
     """log A_α = log Σ_k C(α,k) (1-q)^(α-k) q^k exp((k²-k)/(2σ²)), MTZ 2019 Sec. 3.2 (integer α)."""
+    from scipy import special
     terms = [(1.0, special.gammaln(alpha + 1) - special.gammaln(k + 1) - special.gammaln(alpha - k + 1)
               + k * math.log(q) + (alpha - k) * math.log1p(-q) + (k * k - k) / (2 * sigma ** 2))
              for k in range(alpha + 1)]
@@ -49,6 +50,7 @@ def log_a_int(q: float, sigma: float, alpha: int) -> float:
 
 def _log_erfc(x: float) -> float:
     """log erfc(x), accurate for large x (scipy's scaled erfcx avoids underflow)."""
+    from scipy import special
     return math.log(special.erfcx(x)) - x * x if x > 0 else math.log(special.erfc(x))
 
 
