@@ -27,7 +27,8 @@ for path in sys.argv[3:]:
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         except BaseException as e:
-            code, _ = 1, print(f"{type(e).__name__}: {e}", file=stderr)
+            code = 1
+            print(f"{type(e).__name__}: {e}", file=stderr)
     out[path] = {"code": code, "stdout": stdout.getvalue(), "stderr": stderr.getvalue(),
                  "wrote": before != mtimes()}
 report.write_text(json.dumps(out))

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from frontierkit.cli import main
+from frontierkit.train.distributed import torchrun
 
 ROOT = Path(__file__).resolve().parents[1]
 VISION = ["vision", "train", "--config", str(ROOT / "configs/vision/mlp_digits.toml"), "--train.warmup_steps", "0",
@@ -83,18 +82,15 @@ def test_saved_model_follows_the_umask(tmp_path, umask):
 def test_torchrun_prints_the_summary_once_and_a_refusal_in_one_line(tmp_path):
     """2-rank ddp on CPU (gloo): one JSON summary on stdout; a re-run with another lr: one error line."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                "-m", "frontierkit.cli"]
+    cli = ["-m", "frontierkit.cli", *VISION, "--train.steps", "4", "--strategy", "ddp"]
     out = str(tmp_path / "ddp")
-    done = subprocess.run([*torchrun, *VISION, "--train.steps", "4", "--strategy", "ddp", "--out", out],
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    rc, stdout, stderr = torchrun([*cli, "--out", out], nproc=2, timeout=300, env=env)
+    assert rc == 0, stderr[-2000:]
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 1 and json.loads(lines[0])["steps"] == 4
-    refused = subprocess.run([*torchrun, *VISION, "--train.steps", "4", "--strategy", "ddp", "--train.lr", "0.5",
-                              "--out", out], env=env, capture_output=True, text=True, timeout=300)
-    assert refused.returncode != 0
-    errors = [line for line in refused.stderr.splitlines() if line.startswith("frontier: error:")]
+    rc, _, stderr = torchrun([*cli, "--train.lr", "0.5", "--out", out], nproc=2, timeout=300, env=env)
+    assert rc != 0
+    errors = [line for line in stderr.splitlines() if line.startswith("frontier: error:")]
     assert len(errors) == 1 and "train.lr=0.5" in errors[0]
 
 
@@ -109,15 +105,13 @@ def test_torchrun_deepspeed_starts_from_init_from(tmp_path):
            "--train.warmup_steps", "0", "--data.eval_batches", "1", "--tracker", "none", "--quiet"]
     single, ds = str(tmp_path / "llm-single"), str(tmp_path / "llm-deepspeed")
     assert main([*llm, "--out", single]) == 0
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                "-m", "frontierkit.cli", *llm,
-                "--strategy", "deepspeed", "--deepspeed-config", str(ROOT / "configs/deepspeed/zero3_offload.json")]
-    refused = subprocess.run([*torchrun, "--out", single], env=env, capture_output=True, text=True, timeout=400)
-    errors = [line for line in refused.stderr.splitlines() if line.startswith("frontier: error:")]
-    assert refused.returncode != 0 and len(errors) == 1 and f"--init-from {single}" in errors[0], refused.stderr[-2000:]
-    done = subprocess.run([*torchrun, "--out", ds, "--init-from", single], env=env, capture_output=True, text=True,
-                          timeout=400)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert len([line for line in done.stdout.splitlines() if line.startswith("{")]) == 1
-    assert "FutureWarning" not in done.stderr
+    cli = ["-m", "frontierkit.cli", *llm, "--strategy", "deepspeed",
+           "--deepspeed-config", str(ROOT / "configs/deepspeed/zero3_offload.json")]
+    rc, _, stderr = torchrun([*cli, "--out", single], nproc=2, timeout=400, env=env)
+    errors = [line for line in stderr.splitlines() if line.startswith("frontier: error:")]
+    assert rc != 0 and len(errors) == 1 and f"--init-from {single}" in errors[0], stderr[-2000:]
+    rc, stdout, stderr = torchrun([*cli, "--out", ds, "--init-from", single], nproc=2, timeout=400, env=env)
+    assert rc == 0, stderr[-2000:]
+    assert len([line for line in stdout.splitlines() if line.startswith("{")]) == 1
+    assert "FutureWarning" not in stderr
     assert json.loads((Path(ds) / "model" / "config.json").read_text())["run"]["train"]["init_from"] == single

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -102,24 +100,22 @@ sys.exit(2)
 """
 
 
-def _refuse(tmp_path: Path, grace: float, rank0_late: float) -> subprocess.CompletedProcess:
+def _refuse(tmp_path: Path, grace: float, rank0_late: float) -> tuple[int, str, str]:
     script = tmp_path / "refuse.py"
     script.write_text(REFUSE)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           str(script), str(grace), str(rank0_late)], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return torchrun([str(script), str(grace), str(rank0_late)], nproc=2, timeout=120, env=env)
 
 
 def test_a_refusal_under_torchrun_is_printed_once_by_rank_0_even_when_another_rank_refuses_first(tmp_path):
     """CI failure of stop 24: rank 1 refused first, exited 2, and torchrun SIGTERMed rank 0 before it printed, so
     the job failed with no error line at all. Now the other ranks wait (the grace) and torchrun ends them once
     rank 0 has printed: one line, rank 0's. A rank refusing alone still prints its own line after the grace."""
-    done = _refuse(tmp_path, grace=60, rank0_late=3)
-    errors = [line for line in done.stderr.splitlines() if line.startswith("frontier: error:")]
-    assert done.returncode != 0 and errors == ["frontier: error: train.lr=0.5 differs from the run in out/ "
-                                               "(rank 0 checked)"], done.stderr[-2000:]
-    alone = _refuse(tmp_path, grace=1, rank0_late=600)   # rank 0 does not refuse (it waits in a collective)
-    errors = [line for line in alone.stderr.splitlines() if line.startswith("frontier: error:")]
-    assert alone.returncode != 0 and errors == ["frontier: error: (rank 1) train.lr=0.5 differs from the run in "
-                                                "out/ (rank 1 checked)"], alone.stderr[-2000:]
+    rc, _, err = _refuse(tmp_path, grace=60, rank0_late=3)
+    errors = [line for line in err.splitlines() if line.startswith("frontier: error:")]
+    assert rc != 0 and errors == ["frontier: error: train.lr=0.5 differs from the run in out/ (rank 0 checked)"], \
+        err[-2000:]
+    rc, _, err = _refuse(tmp_path, grace=1, rank0_late=600)   # rank 0 does not refuse (it waits in a collective)
+    errors = [line for line in err.splitlines() if line.startswith("frontier: error:")]
+    assert rc != 0 and errors == ["frontier: error: (rank 1) train.lr=0.5 differs from the run in out/ "
+                                  "(rank 1 checked)"], err[-2000:]
